@@ -1,0 +1,190 @@
+"""One name -> implementation table per kind of component, and one ``build``.
+
+A config says ``{"name": "tanh"}`` or ``{"name": "adam", "lr": 0.01}``; ``build`` turns
+that plain mapping into an object. Every registered class keeps each constructor
+argument as an attribute of the same name, so ``obj.hparams()`` gives back a spec that
+``build`` accepts again (the round trip a test checks). Runtime values that are not
+hyperparameters (``rng``, input shapes) are passed to ``build`` as keyword arguments and
+never written back into the spec.
+
+The names here are the stems of the YAML files under ``conf/``; renaming a class never
+changes them, so old runs keep reproducing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Callable, Mapping
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration mistake, reported as one line.
+
+    Parameters
+    ----------
+    key : str
+        Dotted config key the mistake is about (``optimizer.lr``).
+    value : Any
+        The offending value.
+    allowed : str
+        What is allowed, in words (``"one of: adam, sgd"`` or ``"> 0"``).
+    why : str, optional
+        Extra explanation (why a combination makes no sense).
+    """
+
+    def __init__(self, key: str, value: Any, allowed: str, why: str = ""):
+        self.key, self.value, self.allowed, self.why = key, value, allowed, why
+        msg = f"{key}={value!r} is not valid: {allowed}" if key else allowed
+        if why:
+            msg += f" ({why})"
+        super().__init__(msg)
+
+
+def suggest(word: str, choices) -> str:
+    """``"; did you mean 'tanh'?"`` when a close choice exists, else ``""``."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class Component:
+    """Base of every registered component.
+
+    Subclasses set ``name`` (their registry key, via ``Registry.register``) and store
+    every ``__init__`` argument as an attribute of the same name; ``hparams`` relies on it.
+    """
+
+    name: str = ""
+
+    @classmethod
+    def hparam_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in list(sig.parameters)[1:]
+                if sig.parameters[p].kind not in (inspect.Parameter.VAR_KEYWORD,
+                                                  inspect.Parameter.VAR_POSITIONAL)
+                and p not in getattr(cls, "runtime_args", ())]
+
+    def hparams(self) -> dict[str, Any]:
+        """The spec that rebuilds this component: ``{"name": ..., **hyperparameters}``."""
+        out: dict[str, Any] = {"name": self.name}
+        for p in self.hparam_names():
+            v = getattr(self, p)
+            out[p] = v.hparams() if isinstance(v, Component) else v
+        return out
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items() if k != "name")
+        return f"{self.name}({args})"
+
+
+class Registry:
+    """A name -> class table for one kind of component.
+
+    Parameters
+    ----------
+    kind : str
+        The kind (``"activation"``), used in error messages and as the config group name.
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._table: dict[str, type] = {}
+
+    def register(self, name: str) -> Callable[[type], type]:
+        def deco(cls: type) -> type:
+            if name in self._table:
+                raise KeyError(f"{self.kind} {name!r} registered twice")
+            cls.name = name
+            self._table[name] = cls
+            return cls
+        return deco
+
+    def names(self) -> list[str]:
+        return sorted(self._table)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._table
+
+    def __getitem__(self, name: str) -> type:
+        return self.get(name)
+
+    def get(self, name: str, key: str | None = None) -> type:
+        if name not in self._table:
+            raise ConfigError(key or self.kind, name,
+                              f"unknown {self.kind}; choose one of: {', '.join(self.names())}"
+                              + suggest(name, self.names()))
+        return self._table[name]
+
+    def build(self, spec: str | Mapping[str, Any] | Component, key: str | None = None,
+              **runtime: Any) -> Any:
+        """Build a component from ``"name"`` or ``{"name": ..., **hparams}``.
+
+        Parameters
+        ----------
+        spec : str or mapping or Component
+            The plain spec. A component passes through unchanged.
+        key : str, optional
+            Dotted config key for error messages (defaults to the kind).
+        **runtime
+            Runtime values (``rng``, shapes) the class declares in ``runtime_args``.
+
+        Raises
+        ------
+        ConfigError
+            Unknown name or unknown hyperparameter, naming the valid choices.
+        """
+        key = key or self.kind
+        if isinstance(spec, Component):
+            return spec
+        if isinstance(spec, str):
+            spec = {"name": spec}
+        if not isinstance(spec, Mapping) or "name" not in spec:
+            raise ConfigError(key, spec, f"a {self.kind} spec needs a 'name'; "
+                              f"choose one of: {', '.join(self.names())}")
+        spec = dict(spec)
+        cls = self.get(spec.pop("name"), f"{key}.name")
+        allowed = cls.hparam_names()
+        for k in spec:
+            if k not in allowed:
+                raise ConfigError(f"{key}.{k}", spec[k],
+                                  f"unknown parameter of {self.kind} {cls.name!r}; "
+                                  f"valid: {', '.join(allowed) or '(none)'}" + suggest(k, allowed))
+        wanted = set(getattr(cls, "runtime_args", ()))
+        kwargs = {**spec, **{k: v for k, v in runtime.items() if k in wanted}}
+        try:
+            return cls(**kwargs)
+        except ConfigError as e:
+            if e.key and not e.key.startswith(key):
+                e.key = f"{key}.{e.key}"
+                e.args = (str(ConfigError(e.key, e.value, e.allowed, e.why)),)
+            raise
+
+
+REGISTRIES: dict[str, Registry] = {}
+
+
+def registry(kind: str) -> Registry:
+    """The registry of ``kind``, created on first use (one per kind, process-wide)."""
+    if kind not in REGISTRIES:
+        REGISTRIES[kind] = Registry(kind)
+    return REGISTRIES[kind]
+
+
+def build(kind: str, spec: Any, key: str | None = None, **runtime: Any) -> Any:
+    """Build a component of ``kind`` from a plain spec (see ``Registry.build``)."""
+    _load_all()
+    if kind not in REGISTRIES:
+        raise ConfigError("kind", kind, f"choose one of: {', '.join(sorted(REGISTRIES))}")
+    return REGISTRIES[kind].build(spec, key=key, **runtime)
+
+
+def _load_all() -> None:
+    # Importing the modules fills the tables; done lazily so registry.py has no cycle.
+    from nets import (activations, datasets, initializers, layers, losses,  # noqa: F401
+                      models, optimizers, schedules, targets)
+
+
+def check(cond: bool, key: str, value: Any, allowed: str, why: str = "") -> None:
+    """Raise ``ConfigError(key, value, allowed)`` unless ``cond``."""
+    if not cond:
+        raise ConfigError(key, value, allowed, why)
