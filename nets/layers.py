@@ -55,6 +55,10 @@ class Layer(Component):
 
     params: list[Param] = []
     label: str = ""  # set by the model: ``dense1``, ``conv2``; keys of health metrics
+    # False when nothing below needs dL/dX (the model's first layer with parameters):
+    # backward then skips that product and returns None. For a 784-input dense layer it
+    # is a quarter of an epoch's arithmetic.
+    input_grad: bool = True
 
     def build(self, in_shape: tuple, rng: np.random.Generator, dtype) -> tuple:
         return tuple(in_shape)
@@ -117,7 +121,7 @@ class Dense(Layer):
         np.sum(dZ, axis=0, out=self.b.grad)
         if self.bias_input != 1.0:
             self.b.grad *= self.bias_input
-        return dZ @ self.W.value.T
+        return dZ @ self.W.value.T if self.input_grad else None
 
 
 @LAYERS.register("activation")
@@ -168,8 +172,9 @@ class Dropout(Layer):
             self.mask = None
             return X
         keep = 1.0 - self.rate
-        self.mask = (self.rng.random(X.shape, dtype=X.dtype if X.dtype in
-                                     (np.float32, np.float64) else np.float64) < keep)
+        # Uniforms are drawn in float64 whatever the data's dtype, so a float32 run drops
+        # the same units as its float64 twin.
+        self.mask = self.rng.random(X.shape) < keep
         self.mask = self.mask.astype(X.dtype) / X.dtype.type(keep)
         return X * self.mask
 

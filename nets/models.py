@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from nets import convolutions  # noqa: F401  (registers conv2d and max_pool2d)
 from nets.activations import ACTIVATIONS, Activation
 from nets.layers import LAYERS, ActivationLayer, Layer, Param
 from nets.losses import Loss
@@ -54,6 +55,11 @@ class Sequential(Component):
         self.dtype = np.dtype(dtype)
         if in_shape is None:
             return
+        first = next((i for i, layer in enumerate(self.net) if layer.params or
+                      layer.name in ("dense", "conv2d")), None)
+        self._stop = 0 if first is None else first
+        if first is not None:
+            self.net[first].input_grad = False
         rng = rng if rng is not None else np.random.default_rng(0)
         # One child generator per layer: adding a dropout layer does not shift the
         # initial weights of the layers after it.
@@ -77,11 +83,11 @@ class Sequential(Component):
             X = layer.forward(X, training)
         return X
 
-    def backward(self, dZ: np.ndarray) -> np.ndarray:
-        """Back-propagate ``dL/dZ``; fills every ``param.grad``; returns ``dL/dX``."""
-        for layer in reversed(self.net):
+    def backward(self, dZ: np.ndarray) -> None:
+        """Back-propagate ``dL/dZ`` down to the first layer with parameters, filling
+        every ``param.grad`` (the gradient with respect to the input is never needed)."""
+        for layer in reversed(self.net[self._stop:]):
             dZ = layer.backward(dZ)
-        return dZ
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Output activations ``A = output(forward(X))`` in evaluation mode."""

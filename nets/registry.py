@@ -180,8 +180,8 @@ def build(kind: str, spec: Any, key: str | None = None, **runtime: Any) -> Any:
 
 def _load_all() -> None:
     # Importing the modules fills the tables; done lazily so registry.py has no cycle.
-    from nets import (activations, datasets, initializers, layers, losses,  # noqa: F401
-                      models, optimizers, schedules, targets)
+    from nets import (activations, convolutions, datasets, initializers,  # noqa: F401
+                      layers, losses, models, optimizers, schedules, targets)
 
 
 def check(cond: bool, key: str, value: Any, allowed: str, why: str = "") -> None:

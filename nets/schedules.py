@@ -4,7 +4,11 @@ Protocol: ``start(base_lr) -> lr`` resets the state and gives the rate for the f
 update; after each completed unit (epoch or step, see ``every``) the trainer calls
 ``update(t, loss, val_loss) -> Decision`` with ``t`` the number of completed units and
 ``loss`` the training objective *at the current parameters* (mean data loss plus the L2
-penalty). With full-batch training an epoch is a step, so both settings coincide.
+penalty). With full-batch training an epoch is a step, so both settings make the same
+decisions. One difference remains with rollback: per step, a step is judged by the loss
+measured at the start of the next step, after the epoch that contains it has been
+recorded, so the rejected point shows in the epoch curve; the trainer then restores the
+weights and retakes that next step from them with the cut rate.
 
 The decision carries the rate for the next update and an ``event`` (``"increase"``,
 ``"decrease"``, ``"rollback"``, ``"cut"`` or ``None``) that diagnostics count. A
@@ -47,6 +51,11 @@ class Schedule(Component):
     def __init__(self, every: str = "epoch"):
         check(every in EVERY, "schedule.every", every, f"choose one of: {', '.join(EVERY)}")
         self.every = every
+
+    @property
+    def rolls_back(self) -> bool:
+        """Whether ``update`` may return a rollback (the trainer then keeps snapshots)."""
+        return False
 
     def start(self, base_lr: float) -> float:
         self.base_lr = self.lr = float(base_lr)
@@ -167,6 +176,10 @@ class Warmup(Schedule):
         self.after = SCHEDULES.build(after, key="schedule.after")
         check(self.after.name != "warmup", "schedule.after", "warmup", "cannot nest warm-ups")
 
+    @property
+    def rolls_back(self) -> bool:
+        return self.after.rolls_back
+
     def start(self, base_lr):
         super().start(base_lr)
         self.after.start(base_lr)
@@ -272,6 +285,10 @@ class BoldDriver(Schedule):
         self.increase, self.decrease, self.rollback = float(increase), float(decrease), bool(rollback)
         self.min_lr, self.max_lr = float(min_lr), float(max_lr)
 
+    @property
+    def rolls_back(self) -> bool:
+        return self.rollback
+
     def start(self, base_lr):
         self.previous = None
         return super().start(min(max(base_lr, self.min_lr), self.max_lr))
@@ -287,7 +304,9 @@ class BoldDriver(Schedule):
             return Decision(self.lr)
         event = None
         if loss < self.previous:
-            self.lr, event = self.lr * self.increase, "increase"
+            if self.lr < self.max_lr:
+                event = "increase"
+            self.lr = self.lr * self.increase
             self.previous = loss
         elif loss > self.previous:
             self.lr = self.lr * self.decrease

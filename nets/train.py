@@ -136,22 +136,22 @@ def make_rngs(seed: int) -> dict[str, np.random.Generator]:
 
 def check_combination(output: Activation, loss: Loss, target: Target, data: Data) -> None:
     """Reject output/loss/target/task combinations that cannot work, saying why."""
+    if data.task == "regression" and loss.name == "cross_entropy":
+        raise ConfigError("loss", loss.name, "regression needs mse or sse",
+                          "cross-entropy compares class probabilities")
     if loss.outputs is not None and output.name not in loss.outputs:
         raise ConfigError("model.output", output.name, f"loss={loss.name} needs model.output="
                           f"{' or '.join(loss.outputs)}",
                           f"{loss.name} is computed on the logits of {loss.fused}")
-    if target.name not in loss.targets:
-        raise ConfigError("target", target.name, f"loss={loss.name} works with target="
-                          f"{' or '.join(loss.targets)}")
     if data.task == "classification" and target.name == "raw":
         raise ConfigError("target", "raw", "classification labels need one_hot or plus_minus_one",
                           f"dataset {data.name} has {data.n_classes} classes")
     if data.task == "regression" and target.name != "raw":
         raise ConfigError("target", target.name, "regression data needs target=raw (or auto)",
                           f"dataset {data.name} has real-valued targets")
-    if data.task == "regression" and loss.name == "cross_entropy":
-        raise ConfigError("loss", loss.name, "regression needs mse or sse",
-                          "cross-entropy compares class probabilities")
+    if target.name not in loss.targets:
+        raise ConfigError("target", target.name, f"loss={loss.name} works with target="
+                          f"{' or '.join(loss.targets)}")
     if target.values is not None and output.bounds is not None:
         lo, hi = output.bounds
         off, on = target.values
@@ -232,6 +232,9 @@ class Trainer:
         return [p.value.copy() for p in self.params], self.optimizer.state_dict()
 
     def _restore(self, snap) -> None:
+        if snap is None:
+            raise RuntimeError(f"schedule {self.schedule.name} asked for a rollback but no "
+                               "snapshot was kept (its rolls_back property is False)")
         values, opt_state = snap
         for p, v in zip(self.params, values):
             p.value[...] = v
@@ -248,16 +251,87 @@ class Trainer:
     def _finite_params(self) -> bool:
         return all(np.isfinite(np.sum(p.value)) for p in self.params)
 
-    def run(self, callbacks: list[Callback] = (), hooks: list = ()) -> Result:
-        s, res = self.settings, Result()
-        n = len(self.X)
-        bs = n if s.batch_size is None else min(s.batch_size, n)
-        per_step = self.schedule.every == "step"
-        rollback = bool(getattr(self.schedule, "rollback", False))
+    def start(self, hooks: list = ()) -> None:
+        """Reset the schedule and per-run buffers (called by ``run``)."""
+        s, n = self.settings, len(self.X)
+        self.bs = n if s.batch_size is None else min(s.batch_size, n)
+        self.per_step = self.schedule.every == "step"
+        self.rollback = self.schedule.rolls_back
         self.lr = self.schedule.start(self.optimizer.lr)
-        if bs < n:
-            Xb = np.empty((bs,) + self.X.shape[1:], self.X.dtype)
-            Tb = np.empty((bs,) + self.T.shape[1:], self.T.dtype)
+        self.events: list[tuple[int, str]] = []
+        self._step_snap = None
+        self._hooks = list(hooks)
+        if self.bs < n:
+            # Batches are gathered into these buffers: no allocation per step.
+            self._Xb = np.empty((self.bs,) + self.X.shape[1:], self.X.dtype)
+            self._Tb = np.empty((self.bs,) + self.T.shape[1:], self.T.dtype)
+
+    def batches(self):
+        """``(X_batch, T_batch)`` pairs of one epoch, in the run generator's order."""
+        n, bs = len(self.X), self.bs
+        if bs == n:
+            yield self.X, self.T
+            return
+        order = self.order_rng.permutation(n) if self.settings.shuffle else np.arange(n)
+        for i in range(0, n - bs + 1, bs):
+            idx = order[i:i + bs]
+            yield (np.take(self.X, idx, axis=0, out=self._Xb),
+                   np.take(self.T, idx, axis=0, out=self._Tb))
+        if n % bs:
+            # The short remainder batch is still used (nothing silently dropped).
+            idx = order[n - n % bs:]
+            yield self.X[idx], self.T[idx]
+
+    def train_epoch(self) -> tuple[str, str] | None:
+        """One pass over the training set; returns ``(outcome, reason)`` if it must stop."""
+        s = self.settings
+        for xb, tb in self.batches():
+            Z = self.model.forward(xb, training=True)
+            with np.errstate(over="ignore", invalid="ignore"):
+                loss, dZ = self.head.value_and_grad(Z, tb, s.reduction)
+            self.batch_loss = loss
+            if not math.isfinite(loss):
+                return "diverged", f"the training loss became {loss} at step {self.step}"
+            if self.per_step:
+                mean_loss = loss if s.reduction == "mean" else loss / len(xb)
+                d = self.schedule.update(self.step, self.objective(mean_loss))
+                if d.event:
+                    self.events.append((self.step, d.event))
+                self.lr = d.lr
+                if d.rollback:
+                    # Back to the weights before the rejected update; this batch's
+                    # gradient is retaken there, with the cut rate.
+                    self._restore(self._step_snap)
+                    Z = self.model.forward(xb, training=True)
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        loss, dZ = self.head.value_and_grad(Z, tb, s.reduction)
+                    self.batch_loss = loss
+            self.model.backward(dZ)
+            self.optimizer.regularize(self.params)
+            self._call(self._hooks, "after_backward")
+            if s.tol is not None:
+                gsq = float(sum(np.vdot(p.grad, p.grad) for p in self.params))
+                if gsq < s.tol:
+                    return "converged", (f"squared gradient norm {gsq:.3g} < tol {s.tol:g} "
+                                         f"after {self.step} steps")
+            if self.rollback and self.per_step:
+                self._step_snap = self._snapshot()
+            self.optimizer.update(self.params, self.lr)
+            self.step += 1
+            self._call(self._hooks, "after_update")
+            if s.max_steps is not None and self.step >= s.max_steps:
+                return "max_steps", f"reached max_steps={s.max_steps}"
+        return None
+
+    def epoch_metrics(self) -> dict[str, float]:
+        m = self.evaluate(self.X, self.T, self.data.y_train, "train")
+        m.update(self.evaluate(self.Xv, self.Tv, self.data.y_val, "val"))
+        return m
+
+    def run(self, callbacks: list[Callback] = (), hooks: list = ()) -> Result:
+        """Train for ``settings.epochs`` (or until a stop rule fires) and report."""
+        s, res = self.settings, Result()
+        self.start(hooks)
         self._call(hooks, "on_train_start")
 
         def record(metrics: dict, lr: float) -> None:
@@ -269,85 +343,30 @@ class Trainer:
             for cb in callbacks:
                 cb(self.epoch, dict(metrics))
 
-        def epoch_metrics() -> dict:
-            m = self.evaluate(self.X, self.T, self.data.y_train, "train")
-            m.update(self.evaluate(self.Xv, self.Tv, self.data.y_val, "val"))
-            return m
-
-        metrics = epoch_metrics()
+        metrics = self.epoch_metrics()
         record(metrics, self.lr)
         if not math.isfinite(metrics["train/loss"]):
             res.outcome, res.reason = "diverged", "the loss is not finite before training"
             return self._end(res, hooks)
-        if not per_step:
+        if not self.per_step:
             self.schedule.update(0, self.objective(metrics["train/loss"]), metrics["val/loss"])
         best_val, bad_epochs = math.inf, 0
         stop = None
-        step_snap = None
         for epoch in range(1, s.epochs + 1):
             self.epoch = epoch
-            epoch_snap = self._snapshot() if (rollback and not per_step) else None
-            if bs == n:
-                batches = [None]
-            else:
-                order = self.order_rng.permutation(n) if s.shuffle else np.arange(n)
-                batches = [order[i:i + bs] for i in range(0, n - bs + 1, bs)]
-                if n % bs:
-                    # The short remainder batch is still used (nothing silently dropped).
-                    batches.append(order[n - n % bs:])
-            for idx in batches:
-                if idx is None:
-                    xb, tb = self.X, self.T
-                elif len(idx) == bs:
-                    xb = np.take(self.X, idx, axis=0, out=Xb)
-                    tb = np.take(self.T, idx, axis=0, out=Tb)
-                else:
-                    xb, tb = self.X[idx], self.T[idx]
-                Z = self.model.forward(xb, training=True)
-                with np.errstate(over="ignore", invalid="ignore"):
-                    loss, dZ = self.head.value_and_grad(Z, tb, s.reduction)
-                self.batch_loss = loss
-                if not math.isfinite(loss):
-                    stop = ("diverged", f"the training loss became {loss} at step {self.step}")
-                    break
-                if per_step:
-                    mean_loss = loss if s.reduction == "mean" else loss / len(xb)
-                    d = self.schedule.update(self.step, self.objective(mean_loss))
-                    if d.event:
-                        res.events.append((self.step, d.event))
-                    self.lr = d.lr
-                    if d.rollback and step_snap is not None:
-                        self._restore(step_snap)
-                        continue
-                self.model.backward(dZ)
-                self.optimizer.regularize(self.params)
-                self._call(hooks, "after_backward")
-                if s.tol is not None:
-                    gsq = float(sum(np.vdot(p.grad, p.grad) for p in self.params))
-                    if gsq < s.tol:
-                        stop = ("converged", f"squared gradient norm {gsq:.3g} < tol {s.tol:g} "
-                                f"after {self.step} steps")
-                        break
-                if rollback and per_step:
-                    step_snap = self._snapshot()
-                self.optimizer.update(self.params, self.lr)
-                self.step += 1
-                self._call(hooks, "after_update")
-                if s.max_steps is not None and self.step >= s.max_steps:
-                    stop = ("max_steps", f"reached max_steps={s.max_steps}")
-                    break
-            if stop and stop[0] in ("diverged",):
-                res.epochs = epoch - 1
+            epoch_snap = self._snapshot() if (self.rollback and not self.per_step) else None
+            stop = self.train_epoch()
+            if stop and stop[0] == "diverged":
                 break
-            metrics = epoch_metrics()
+            metrics = self.epoch_metrics()
             lr_used = self.lr
             if not (math.isfinite(metrics["train/loss"]) and self._finite_params()):
                 stop = ("diverged", f"the loss or the weights became non-finite in epoch {epoch}")
-            elif not per_step:
+            elif not self.per_step:
                 d = self.schedule.update(epoch, self.objective(metrics["train/loss"]),
                                          metrics["val/loss"])
                 if d.event:
-                    res.events.append((epoch, d.event))
+                    self.events.append((epoch, d.event))
                 if d.rollback:
                     self._restore(epoch_snap)
                     # The parameters are those of the previous epoch again: so are the metrics.
@@ -370,6 +389,7 @@ class Trainer:
             res.outcome, res.reason = stop
         else:
             res.reason = f"ran all {s.epochs} epochs"
+        res.events = self.events
         return self._end(res, hooks)
 
     def _end(self, res: Result, hooks) -> Result:

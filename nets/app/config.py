@@ -1,0 +1,140 @@
+"""Config at the border: compose, check strictly, turn into plain data.
+
+Hydra lets some mistakes through silently (``+train.lrr=0.1``, ``+modle=mlp``, ``???``
+values: shared/research/stack-reliability.md §E) and prints others over many lines.
+Everything here ends in one ``ConfigError`` line naming the key, the bad value and the
+valid choices, raised before anything is recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from nets.app.schema import GROUPS, ROOT_KEYS
+from nets.registry import REGISTRIES, ConfigError, _load_all, suggest
+from nets.train import TrainSettings
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+_GROUP_OVERRIDE = re.compile(r"^(?P<op>[+~]{0,2})(?P<key>[A-Za-z_][\w.]*)(@[\w.]+)?=(?P<val>.*)$")
+
+
+def options(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    """The YAML stems available in a config group."""
+    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+
+
+def check_overrides(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """Catch unknown groups, options and root keys in command-line overrides.
+
+    Runs before Hydra so the user gets one line with the choices instead of Hydra's
+    multi-line message, and so ``+key=`` cannot smuggle in a key no schema knows.
+    """
+    _load_all()
+    groups = set(GROUPS) | {p.name for p in conf_dir.iterdir() if p.is_dir()}
+    for o in overrides:
+        if o.startswith("hydra.") or o.startswith("hydra/") or o.startswith("+hydra"):
+            continue
+        m = _GROUP_OVERRIDE.match(o)
+        if not m:
+            continue
+        key, val = m.group("key"), m.group("val")
+        root = key.split(".")[0]
+        if root not in ROOT_KEYS and root not in groups:
+            raise ConfigError(key, val, "unknown config key; valid top-level keys: "
+                              + ", ".join(sorted(set(ROOT_KEYS) | groups)) + suggest(root, ROOT_KEYS))
+        if "." in key and root in GROUPS:
+            sub = key.split(".")[1]
+            known = _group_keys(root)
+            if sub not in known:
+                raise ConfigError(key, val, f"unknown key of {root}; valid keys: "
+                                  + ", ".join(sorted(known)) + suggest(sub, known))
+        if key == "train" or key.startswith("train."):
+            sub = key.split(".")[1] if "." in key else ""
+            if sub and sub not in TrainSettings.__dataclass_fields__:
+                known = list(TrainSettings.__dataclass_fields__)
+                raise ConfigError(key, val, "unknown key of train; valid keys: "
+                                  + ", ".join(known) + suggest(sub, known))
+        if "." not in key and root in groups and m.group("op") != "~":
+            choices = options(root, conf_dir)
+            for v in _sweep_values(val):
+                if v not in choices:
+                    raise ConfigError(key, v, f"unknown {key}; choose one of: {', '.join(choices)}"
+                                      + suggest(v, choices))
+
+
+def _group_keys(group: str) -> set[str]:
+    """Every hyperparameter name any option of ``group`` accepts (plus ``name``)."""
+    reg = REGISTRIES[group]
+    return {"name"} | {p for n in reg.names() for p in reg[n].hparam_names()}
+
+
+def _sweep_values(val: str) -> list[str]:
+    """Option names in a plain value or a simple ``a,b,c`` sweep (others left to Hydra)."""
+    if any(c in val for c in "()[]{}$"):
+        return []
+    return [v.strip() for v in val.split(",") if v.strip()]
+
+
+def to_plain(cfg: DictConfig) -> dict[str, Any]:
+    """Resolved config as plain dicts/lists, ``hydra`` node removed, strictly checked."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(missing[0], "???", "a value is required")
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as e:
+        raise one_line(e) from e
+    plain.pop("hydra", None)
+    unknown = [k for k in plain if k not in ROOT_KEYS]
+    if unknown:
+        raise ConfigError(unknown[0], plain[unknown[0]], "unknown config key; valid: "
+                          + ", ".join(ROOT_KEYS) + suggest(unknown[0], ROOT_KEYS))
+    return plain
+
+
+def one_line(exc: BaseException, overrides: list[str] = ()) -> ConfigError:
+    """Hydra/OmegaConf exception -> one-line ``ConfigError``.
+
+    Hydra wraps the informative OmegaConf error (which knows the key and the schema
+    class) in a generic one; the chain is searched for it.
+    """
+    if isinstance(exc, ConfigError):
+        return exc
+    msg = str(exc)
+    m = re.search(r"Could not find '([\w/]+)/(\w+)'", msg)
+    if m:
+        group, name = m.groups()
+        choices = options(group)
+        return ConfigError(group, name, f"unknown {group}; choose one of: {', '.join(choices)}"
+                           + suggest(name, choices))
+    inner, c = None, exc
+    while c is not None and inner is None:
+        if getattr(c, "full_key", None):
+            inner = c
+        c = c.__cause__ or c.__context__
+    if inner is None:
+        first = next((ln.strip() for ln in msg.splitlines() if ln.strip()), type(exc).__name__)
+        return ConfigError("", "", first)
+    key = inner.full_key
+    given = {o.lstrip("+~").split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if "=" in o}
+    value = given.get(key, "")
+    first = str(getattr(inner, "msg", inner)).splitlines()[0].strip()
+    schema = getattr(inner, "object_type", None)
+    fields = list(getattr(schema, "__dataclass_fields__", {}))
+    m = re.search(r"Key '(\w+)' (?:is )?not in", first)
+    if m and fields:
+        what = f"{key.rsplit('.', 1)[0]} {getattr(schema(), 'name', '')!r}".replace(" ''", "")
+        return ConfigError(key, value, f"unknown key of {what}; valid keys: {', '.join(fields)}"
+                           + suggest(m.group(1), fields))
+    m = re.search(r"Value '(.*)' of type '(\w+)' could not be converted to (\w+)", first)
+    if m:
+        return ConfigError(key, m.group(1), f"must be {'an' if m.group(3)[0] in 'AEIOU' else 'a'} "
+                           f"{m.group(3).lower()}")
+    if "is not a ListConfig" in first:
+        first = "must be a list, e.g. [128, 64]"
+    return ConfigError(key, value, first)

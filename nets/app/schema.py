@@ -1,0 +1,132 @@
+"""Structured-config schemas for every ``conf/`` group, generated from the registries.
+
+Each registered component's constructor signature *is* its schema: a dataclass with a
+``name`` field fixed to the registry key and one typed field per hyperparameter. The
+YAML files extend it (``defaults: [/nets_schema/<kind>/<name>@_here_, _self_]``), so a
+wrong type or an unknown key fails at composition time, and Python and YAML cannot
+drift apart. The root ``Config`` gives ``train``, ``tracking`` and ``seed`` their types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from nets.registry import REGISTRIES, _load_all
+from nets.train import TrainSettings
+
+# Config groups selected at the top level; every name in their registry has a YAML file.
+GROUPS = ("dataset", "model", "loss", "target", "optimizer", "schedule")
+# Fields holding a nested spec (a name, or a mapping with one): typed Any and checked by
+# the registry when built, since OmegaConf has no Union of str and dict.
+SPEC_FIELDS = {"init", "bias_init", "activation", "output", "fn", "after", "layers"}
+_ANNOTATIONS = {"float": float, "int": int, "bool": bool, "str": str,
+                "float | None": Optional[float], "int | None": Optional[int],
+                "str | None": Optional[str], "bool | None": Optional[bool]}
+
+
+@dataclass
+class ConvBlock:
+    channels: int = 8   # output channels of the convolution
+    kernel: int = 3     # square kernel size
+    stride: int = 1
+    padding: int = 0    # zero padding on each side
+    pool: int = 1       # max-pool size and stride after the activation (1 = no pool)
+
+
+def _field_type(name: str, param: inspect.Parameter) -> tuple[Any, Any]:
+    """``(type, default)`` for one constructor argument."""
+    default = param.default
+    if name == "conv":
+        return List[ConvBlock], field(default_factory=lambda d=default: [ConvBlock(**b) for b in d])
+    if name in SPEC_FIELDS:
+        if isinstance(default, (list, tuple)):
+            return Any, field(default_factory=lambda d=default: list(d))
+        return Any, default
+    ann = param.annotation
+    if isinstance(ann, str) and ann in _ANNOTATIONS:
+        typ = _ANNOTATIONS[ann]
+    elif isinstance(default, bool):
+        typ = bool
+    elif isinstance(default, int):
+        typ = int
+    elif isinstance(default, float):
+        typ = float
+    elif isinstance(default, str):
+        typ = str
+    elif isinstance(default, (list, tuple)):
+        elem = int if all(isinstance(x, int) for x in default) and default else Any
+        if name == "hidden":
+            elem = int
+        return List[elem], field(default_factory=lambda d=default: list(d))
+    else:
+        typ = Optional[Any]
+    return typ, default
+
+
+def component_schema(kind: str, name: str) -> type:
+    """The dataclass schema of registry entry ``kind/name``."""
+    cls = REGISTRIES[kind][name]
+    sig = inspect.signature(cls.__init__)
+    fields: list[tuple] = [("name", str, field(default=name))]
+    for p in cls.hparam_names():
+        typ, default = _field_type(p, sig.parameters[p])
+        if default is inspect.Parameter.empty:
+            default = MISSING
+        fields.append((p, typ, default if isinstance(default, dataclasses.Field)
+                       else field(default=default)))
+    title = "".join(w.capitalize() for w in f"{kind}_{name}".split("_"))
+    return dataclasses.make_dataclass(f"{title}Conf", fields)
+
+
+def _train_conf() -> type:
+    fields = []
+    for f in dataclasses.fields(TrainSettings):
+        typ = _ANNOTATIONS.get(f.type, Any) if isinstance(f.type, str) else f.type
+        fields.append((f.name, typ, field(default=f.default)))
+    return dataclasses.make_dataclass("TrainConf", fields)
+
+
+TrainConf = _train_conf()
+
+
+@dataclass
+class TrackingConf:
+    enabled: bool = True                 # false: train without recording anything
+    uri: Optional[str] = None            # null: $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db
+    experiment: str = "nets"             # MLflow experiment name
+    run_name: Optional[str] = None       # null: built from the settings (tanh-mse-sgd-lr0.1)
+    log_weights: bool = True             # final weights as weights.npz
+    log_plots: bool = True               # curves.png
+    progress: str = "auto"               # auto | bar | lines | off
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    dataset: Any = MISSING
+    model: Any = MISSING
+    loss: Any = MISSING
+    target: Any = MISSING
+    optimizer: Any = MISSING
+    schedule: Any = MISSING
+    train: Any = field(default_factory=TrainConf)
+    tracking: TrackingConf = field(default_factory=TrackingConf)
+
+
+ROOT_KEYS = tuple(f.name for f in dataclasses.fields(Config))
+
+
+def register() -> None:
+    """Store every schema in Hydra's ConfigStore (idempotent)."""
+    _load_all()
+    cs = ConfigStore.instance()
+    cs.store(name="nets_base", node=Config)
+    for kind in GROUPS:
+        for name in REGISTRIES[kind].names():
+            cs.store(group=f"nets_schema/{kind}", name=name, node=component_schema(kind, name))

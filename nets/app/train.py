@@ -1,0 +1,96 @@
+"""``nets-train``: the Hydra app. ``train(cfg)`` does the work; ``main`` wraps it.
+
+Composition, strict checking and store preparation happen here, in the launching
+process; the job itself (``nets.jobs.run_job``) only sees plain data.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from nets.app import config as appconfig
+from nets.app.schema import register
+from nets.jobs import JobFailed, JobSpec, JobStatus, run_job, tracking_of
+from nets.registry import ConfigError
+
+register()
+
+
+def prepare(plain: dict, launch_dir: str) -> tuple[str | None, str | None]:
+    """Resolve the tracking URI and prepare the store once; ``(uri, experiment_id)``."""
+    tr = tracking_of(plain)
+    if not tr["enabled"]:
+        return None, None
+    from nets import tracking
+
+    uri = tracking.resolve_uri(tr["uri"], launch_dir)
+    return uri, tracking.prepare_store(uri, tr["experiment"])
+
+
+def train(cfg: DictConfig, overrides: list[str] | None = None) -> JobStatus:
+    """Check the composed config, prepare the store, run and record one job."""
+    from nets.train import build_run
+
+    plain = appconfig.to_plain(cfg)
+    # Build once before recording anything: every bad value, missing file or senseless
+    # combination is reported while the store is still untouched.
+    build_run({k: v for k, v in plain.items() if k != "tracking"})
+    uri, exp_id = prepare(plain, os.getcwd())
+    return run_job(JobSpec(plain, uri, exp_id, overrides=list(overrides or [])))
+
+
+@hydra.main(version_base="1.3", config_path=str(appconfig.CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task)
+    try:
+        status = train(cfg, overrides)
+    except ConfigError as e:
+        _fail(f"config error: {e}", 2)
+    except JobFailed as e:
+        _fail(f"run failed: {e} (run {e.run_id}: traceback in its error.txt)", 1)
+    if status.run_id:
+        print(f"run {status.run_id} {status.status} ({status.outcome})", file=sys.stderr)
+
+
+def _fail(line: str, code: int) -> None:
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise
+    print(f"nets-train: {line}", file=sys.stderr)
+    sys.exit(code)
+
+
+def cli() -> None:
+    """Console entry: one-line errors for bad overrides before Hydra composes anything."""
+    args = [a for a in sys.argv[1:] if not a.startswith("-")]
+    try:
+        appconfig.check_overrides(args)
+        _compose_check(sys.argv[1:])
+    except ConfigError as e:
+        print(f"nets-train: config error: {e}", file=sys.stderr)
+        sys.exit(2)
+    main()
+
+
+def _compose_check(argv: list[str]) -> None:
+    """Compose once with the overrides so type errors surface as one line."""
+    if any(a in ("-m", "--multirun", "--help", "-h", "--hydra-help", "--info", "-i",
+                 "--cfg", "-c", "--shell-completion", "-sc") or a.startswith("--config")
+           for a in argv):
+        return  # Hydra handles these itself; sweeps are validated point by point
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        with initialize_config_dir(str(appconfig.CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise appconfig.one_line(e, overrides) from None
+    appconfig.to_plain(cfg)

@@ -1,0 +1,278 @@
+"""One job: a resolved plain config in, a trained and recorded run out.
+
+Shared by ``nets-train`` and the sweep launchers, so a run is recorded the same way
+alone or in a sweep. Config arrives as plain data (no Hydra objects); the MLflow side
+goes through ``nets.tracking``. The job owns its run's whole lifecycle: whatever
+happens, the run ends FINISHED, FAILED (traceback attached) or KILLED, never RUNNING.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import yaml
+
+from nets.train import Result, Run, build_run
+
+TRACKING_DEFAULTS = {"enabled": True, "uri": None, "experiment": "nets", "run_name": None,
+                     "log_weights": True, "log_plots": True, "progress": "auto"}
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """Hash of everything that determines the numbers (``tracking`` excluded)."""
+    core = {k: v for k, v in cfg.items() if k != "tracking"}
+    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _spec_name(spec: Any) -> str:
+    return spec if isinstance(spec, str) else (spec or {}).get("name", "?")
+
+
+def run_name(cfg: Mapping[str, Any]) -> str:
+    """A readable name from the settings users vary most: ``tanh-mse-sgd-lr0.1``."""
+    model, opt = cfg.get("model", {}), cfg.get("optimizer", {})
+    parts = [_spec_name(model.get("activation", model.get("name"))), _spec_name(cfg.get("loss")),
+             _spec_name(opt), f"lr{opt.get('lr', '?'):g}" if isinstance(opt.get("lr"), (int, float))
+             else "lr?"]
+    sched = _spec_name(cfg.get("schedule", "constant"))
+    if sched != "constant":
+        parts.append(sched)
+    if cfg.get("train", {}).get("reduction") == "sum":
+        parts.append("sum")
+    if cfg.get("seed", 0):
+        parts.append(f"s{cfg['seed']}")
+    return "-".join(str(p) for p in parts)
+
+
+def git_state() -> dict[str, str]:
+    """Commit and dirty flag of the nets source checkout, when it is one."""
+    src = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=5)
+        if commit.returncode != 0:
+            return {}
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        return {"mlflow.source.git.commit": commit.stdout.strip(),
+                "nets.git_dirty": str(bool(dirty.stdout.strip())).lower()}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+def blas_state() -> dict[str, str]:
+    """The BLAS library and its thread count (they can change float results)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return {}
+    blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    if not blas:
+        return {}
+    return {"nets.blas": f"{blas[0].get('internal_api')} {blas[0].get('version')}",
+            "nets.blas_threads": str(blas[0].get("num_threads"))}
+
+
+def summary(res: Result, run: Run) -> dict[str, float]:
+    """``best/…``, ``final/…`` and baseline metrics, logged once at step 0."""
+    h, data = res.history, run.data
+    out: dict[str, float] = {"final/epochs": res.epochs, "final/steps": res.steps}
+    for k, v in h.items():
+        if k != "lr" and v:
+            out[f"final/{k.replace('/', '_')}"] = v[-1]
+    if data.task == "classification":
+        acc = np.asarray(h["val/accuracy"])
+        best = int(np.nanargmax(acc)) if np.isfinite(acc).any() else 0
+        out.update({"best/val_accuracy": acc[best], "best/epoch": best})
+        counts = np.bincount(np.asarray(data.y_val, dtype=np.int64), minlength=data.n_classes)
+        out["data/chance_accuracy"] = 1.0 / data.n_classes
+        out["data/majority_accuracy"] = counts.max() / max(1, counts.sum())
+    else:
+        loss = np.asarray(h["val/loss"])
+        best = int(np.nanargmin(loss)) if np.isfinite(loss).any() else 0
+        out.update({"best/val_loss": loss[best], "best/epoch": best})
+        Yt = np.asarray(data.y_train, np.float64).reshape(len(data.y_train), -1)
+        Yv = np.asarray(data.y_val, np.float64).reshape(len(data.y_val), -1)
+        D = Yv - Yt.mean(axis=0)
+        out["data/baseline_val_mae"] = float(np.mean(np.abs(D)))
+        out["data/baseline_val_sse"] = float(np.sum(D * D))
+    return out
+
+
+class Progress:
+    """Per-epoch progress: one rewritten line on a terminal, sparse plain lines otherwise.
+
+    Every line it shows (and the final ones) is also kept for the ``console.log``
+    artifact.
+    """
+
+    def __init__(self, mode: str, epochs: int, stream=None, prefix: str = ""):
+        self.stream = stream or sys.stderr
+        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.mode = ("bar" if tty else "lines") if mode == "auto" else mode
+        self.epochs, self.prefix, self.lines = max(epochs, 1), prefix, []
+        self.every = max(1, self.epochs // 10)
+        self.t0 = time.time()
+
+    def _fmt(self, epoch: int, m: Mapping[str, float]) -> str:
+        acc = m.get("val/accuracy", m.get("val/mae"))
+        name = "val_acc" if "val/accuracy" in m else "val_mae"
+        return (f"{self.prefix}epoch {epoch:>4}/{self.epochs}  loss {m.get('train/loss', float('nan')):.4g}"
+                f"  {name} {acc:.4g}  lr {m.get('lr', float('nan')):.3g}  {time.time() - self.t0:.1f}s")
+
+    def __call__(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        line = self._fmt(epoch, metrics)
+        self.lines.append(line)
+        if self.mode == "bar":
+            width = 20
+            done = int(width * epoch / self.epochs)
+            print(f"\r[{'#' * done}{'.' * (width - done)}] {line}", end="", file=self.stream,
+                  flush=True)
+        elif self.mode == "lines" and (epoch % self.every == 0 or epoch == self.epochs):
+            print(line, file=self.stream, flush=True)
+
+    def say(self, text: str) -> None:
+        if self.mode == "bar":
+            print(file=self.stream)
+            self.mode = "lines"
+        self.lines.append(text)
+        if self.mode != "off":
+            print(text, file=self.stream, flush=True)
+
+
+@dataclass
+class JobSpec:
+    """Everything a job needs, as plain picklable data (it may cross process boundaries).
+
+    Attributes
+    ----------
+    config : dict
+        The resolved config (with its ``tracking`` section).
+    uri, experiment_id : str or None
+        Prepared store (``None`` with tracking disabled).
+    parent_run_id : str, optional
+        The sweep's parent run.
+    tags : dict
+        Extra tags (sweep id, job number, attempt ...).
+    overrides : list of str
+        The command-line overrides that produced the config (artifact ``overrides.yaml``).
+    """
+
+    config: dict
+    uri: str | None = None
+    experiment_id: str | None = None
+    parent_run_id: str | None = None
+    tags: dict = field(default_factory=dict)
+    overrides: list = field(default_factory=list)
+
+
+@dataclass
+class JobStatus:
+    """What comes back from a job: small and picklable, never an exception object."""
+
+    status: str                      # FINISHED | FAILED | KILLED
+    run_id: str | None = None
+    outcome: str | None = None       # completed | converged | diverged | ...
+    error: str | None = None         # one line
+    metrics: dict = field(default_factory=dict)
+
+
+def tracking_of(cfg: Mapping[str, Any]) -> dict:
+    return {**TRACKING_DEFAULTS, **dict(cfg.get("tracking") or {})}
+
+
+def run_job(spec: JobSpec, stream=None) -> JobStatus:
+    """Build, train and record one run (see module docstring)."""
+    cfg = spec.config
+    tr = tracking_of(cfg)
+    core = {k: v for k, v in cfg.items() if k != "tracking"}
+    run = build_run(core)  # ConfigError here means nothing was recorded
+    progress = Progress(tr["progress"], run.settings.epochs, stream=stream)
+    rec = None
+    if tr["enabled"]:
+        from nets import tracking
+
+        tags = {"nets.config_hash": config_hash(cfg), "nets.dataset": run.data.name,
+                "nets.task": run.data.task, "nets.host": socket.gethostname(),
+                "nets.pid": os.getpid(), **tracking.versions(), **git_state(), **blas_state(),
+                **spec.tags}
+        rec = tracking.RunRecorder(spec.uri, spec.experiment_id, tr["run_name"] or run_name(core),
+                                   tags=tags, parent_run_id=spec.parent_run_id)
+    try:
+        if rec is not None:
+            rec.log_params(tracking.flatten(core))
+            rec.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
+            rec.log_text(yaml.safe_dump(list(spec.overrides)), "overrides.yaml")
+        callbacks = [progress] + ([lambda e, m: rec.log_metrics(m, e)] if rec else [])
+        res = run.trainer().run(callbacks)
+        progress.say(f"{res.outcome}: {res.reason}")
+        summ = summary(res, run)
+        if rec is not None:
+            rec.log_summary(summ)
+            rec.set_tags({"nets.outcome": res.outcome, "nets.reason": res.reason,
+                          "nets.diverged": str(res.outcome == "diverged").lower()})
+            _log_artifacts(rec, run, res, tr)
+            rec.log_text("\n".join(progress.lines) + "\n", "console.log")
+            rec.end("FINISHED")
+        return JobStatus("FINISHED", rec.run_id if rec else None, res.outcome, None,
+                         {k: float(v) for k, v in summ.items()})
+    except BaseException as exc:  # noqa: BLE001 - the run must end whatever happened
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        line = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+        if rec is not None:
+            with _quiet():
+                rec.log_text(traceback.format_exc(), "error.txt")
+                rec.set_tags({"nets.error": line[:500]})
+                rec.log_text("\n".join(progress.lines) + "\n", "console.log")
+            with _quiet():
+                rec.end(status)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise JobFailed(line, rec.run_id if rec else None) from exc
+
+
+class JobFailed(RuntimeError):
+    """Training raised; the run (``run_id``) is already ended FAILED with its traceback."""
+
+    def __init__(self, line: str, run_id: str | None):
+        super().__init__(line)
+        self.run_id = run_id
+
+
+class _quiet:
+    """Swallow errors while recording a failure (the original error matters more)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return exc[0] is not None and not issubclass(exc[0], KeyboardInterrupt)
+
+
+def _log_artifacts(rec, run: Run, res: Result, tr: Mapping[str, Any]) -> None:
+    if tr["log_weights"]:
+        buf = io.BytesIO()
+        np.savez(buf, **run.model.get_weights())
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d, "weights.npz")
+            path.write_bytes(buf.getvalue())
+            rec.log_file(path)
+    if tr["log_plots"]:
+        from nets.plots import curves_figure
+
+        chance = 1.0 / run.data.n_classes if run.data.task == "classification" else None
+        rec.log_figure(curves_figure(res.history, chance=chance, title=rec.run.info.run_name),
+                       "curves.png")
