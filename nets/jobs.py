@@ -190,8 +190,22 @@ class JobStatus:
     metrics: dict = field(default_factory=dict)
 
 
+PROGRESS = ("auto", "bar", "lines", "off")
+
+
 def tracking_of(cfg: Mapping[str, Any]) -> dict:
-    return {**TRACKING_DEFAULTS, **dict(cfg.get("tracking") or {})}
+    """The ``tracking`` section with defaults filled in, checked."""
+    from nets.registry import ConfigError, check
+
+    tr = dict(cfg.get("tracking") or {})
+    unknown = sorted(set(tr) - set(TRACKING_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"tracking.{unknown[0]}", tr[unknown[0]],
+                          "unknown key; valid: " + ", ".join(TRACKING_DEFAULTS))
+    tr = {**TRACKING_DEFAULTS, **tr}
+    check(tr["progress"] in PROGRESS, "tracking.progress", tr["progress"],
+          f"choose one of: {', '.join(PROGRESS)}")
+    return tr
 
 
 def run_job(spec: JobSpec, stream=None) -> JobStatus:

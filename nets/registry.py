@@ -149,6 +149,10 @@ class Registry:
                 raise ConfigError(f"{key}.{k}", spec[k],
                                   f"unknown parameter of {self.kind} {cls.name!r}; "
                                   f"valid: {', '.join(allowed) or '(none)'}" + suggest(k, allowed))
+        sig = inspect.signature(cls.__init__)
+        for p in allowed:
+            if sig.parameters[p].default is inspect.Parameter.empty and p not in spec:
+                raise ConfigError(f"{key}.{p}", None, f"{self.kind} {cls.name!r} requires it")
         wanted = set(getattr(cls, "runtime_args", ()))
         kwargs = {**spec, **{k: v for k, v in runtime.items() if k in wanted}}
         try:

@@ -443,6 +443,9 @@ def build_run(cfg: Mapping[str, Any], data: Data | None = None) -> Run:
         len(data.y_train), -1).shape[1]
     model = build_model(cfg.get("model", "mlp"), in_shape=data.X_train.shape[1:], n_out=n_out,
                         rng=rngs["model"], dtype=settings.dtype, image_shape=data.image_shape)
+    check(getattr(model, "out_shape", (n_out,)) == (n_out,), "model.layers",
+          f"output width {getattr(model, 'out_shape', ('?',))[-1]}",
+          f"the last layer must output {n_out} values for dataset {data.name}")
     check_combination(model.output, loss, target, data)
     return Run(data, model, loss, optimizer, schedule, target, settings, rngs)
 

@@ -39,6 +39,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> JobStatus:
     # Build once before recording anything: every bad value, missing file or senseless
     # combination is reported while the store is still untouched.
     build_run({k: v for k, v in plain.items() if k != "tracking"})
+    tracking_of(plain)
     uri, exp_id = prepare(plain, os.getcwd())
     return run_job(JobSpec(plain, uri, exp_id, overrides=list(overrides or [])))
 
@@ -54,6 +55,9 @@ def main(cfg: DictConfig) -> None:
         _fail(f"config error: {e}", 2)
     except JobFailed as e:
         _fail(f"run failed: {e} (run {e.run_id}: traceback in its error.txt)", 1)
+    except KeyboardInterrupt:
+        # The job already ended its run KILLED; no traceback for a deliberate Ctrl-C.
+        _fail("interrupted: the run was recorded as KILLED", 130)
     if status.run_id:
         print(f"run {status.run_id} {status.status} ({status.outcome})", file=sys.stderr)
 

@@ -1,0 +1,307 @@
+"""``nets.tracking`` in-process: URI resolution, store preparation, sanitising, RunRecorder,
+and concurrent writers on one SQLite store."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nets import tracking
+from nets.tracking import RunRecorder, clean_key, finite, flatten, prepare_store, resolve_uri
+
+
+def sqlite_uri(path: Path) -> str:
+    return "sqlite:///" + str(path)
+
+
+@pytest.fixture
+def no_env_uri(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture
+def store(tmp_path, no_env_uri):
+    uri = sqlite_uri(tmp_path / "mlruns" / "mlflow.db")
+    return uri, prepare_store(uri, "t")
+
+
+# -- resolve_uri -------------------------------------------------------------------------
+
+def test_default_uri_is_sqlite_under_launch_dir(tmp_path, no_env_uri):
+    assert resolve_uri(None, tmp_path) == sqlite_uri((tmp_path / "mlruns" / "mlflow.db").resolve())
+    assert resolve_uri("", tmp_path) == resolve_uri(None, tmp_path)
+
+
+def test_relative_sqlite_path_made_absolute(tmp_path, no_env_uri):
+    uri = resolve_uri("sqlite:///rel/x.db", tmp_path)
+    assert uri == sqlite_uri((tmp_path / "rel" / "x.db").resolve())
+    assert Path(tracking.sqlite_path(uri)).is_absolute()
+
+
+def test_absolute_sqlite_path_kept(tmp_path, no_env_uri):
+    uri = sqlite_uri(tmp_path / "abs.db")
+    assert uri.startswith("sqlite:////")
+    assert resolve_uri(uri, "/somewhere/else") == uri
+
+
+def test_env_var_wins_over_default(tmp_path, monkeypatch):
+    env = sqlite_uri(tmp_path / "other" / "mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env)
+    assert resolve_uri(None, tmp_path / "launch") == env
+
+
+def test_relative_env_var_made_absolute_against_launch_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///envstore/m.db")
+    assert resolve_uri(None, tmp_path) == sqlite_uri((tmp_path / "envstore" / "m.db").resolve())
+
+
+def test_explicit_beats_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_uri(tmp_path / "env.db"))
+    explicit = sqlite_uri(tmp_path / "explicit.db")
+    assert resolve_uri(explicit, tmp_path) == explicit
+
+
+def test_bare_directory_means_db_inside(tmp_path, no_env_uri):
+    assert resolve_uri("store", tmp_path) == sqlite_uri((tmp_path / "store" / "mlflow.db").resolve())
+    assert resolve_uri(str(tmp_path / "abs_store"), "/elsewhere") == \
+        sqlite_uri((tmp_path / "abs_store" / "mlflow.db").resolve())
+
+
+def test_http_uri_untouched(tmp_path, no_env_uri):
+    assert resolve_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
+
+
+def test_artifact_root_next_to_db(tmp_path):
+    assert tracking.artifact_root(sqlite_uri(tmp_path / "s" / "mlflow.db")) == \
+        str(tmp_path / "s" / "artifacts")
+    assert tracking.artifact_root("http://x") is None
+
+
+# -- prepare_store -------------------------------------------------------------------------
+
+def test_prepare_store_idempotent_and_wal(tmp_path, no_env_uri):
+    from mlflow.tracking import MlflowClient
+
+    uri = sqlite_uri(tmp_path / "mlruns" / "mlflow.db")
+    first = prepare_store(uri, "exp")
+    second = prepare_store(uri, "exp")
+    assert first == second
+    with sqlite3.connect(tmp_path / "mlruns" / "mlflow.db") as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+    exp = MlflowClient(uri).get_experiment(first)
+    assert exp.name == "exp"
+    loc = exp.artifact_location
+    assert loc.startswith("file://")
+    assert str(tmp_path / "mlruns" / "artifacts") in loc
+    other = prepare_store(uri, "exp two")
+    assert other != first
+
+
+def test_prepare_store_restores_deleted_experiment(tmp_path, no_env_uri):
+    from mlflow.tracking import MlflowClient
+
+    uri = sqlite_uri(tmp_path / "mlflow.db")
+    eid = prepare_store(uri, "gone")
+    MlflowClient(uri).delete_experiment(eid)
+    assert prepare_store(uri, "gone") == eid
+    assert MlflowClient(uri).get_experiment(eid).lifecycle_stage == "active"
+
+
+# -- sanitising ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw,want", [
+    ("acc@1", "acc_1"),
+    ("a//b", "a/b"),
+    ("/leading", "leading"),
+    ("trailing/", "trailing"),
+    ("train/loss", "train/loss"),
+    ("ok-key_1.2 :x", "ok-key_1.2 :x"),
+    ("", "_"),
+    ("//", "_"),
+])
+def test_clean_key_examples(raw, want):
+    assert clean_key(raw) == want
+
+
+def test_clean_key_truncates_long_keys():
+    assert len(clean_key("k" * 300)) == 250
+    assert clean_key("k" * 300) == "k" * 250
+
+
+def test_clean_keys_are_accepted_by_mlflow(store):
+    from mlflow.tracking import MlflowClient
+
+    uri, eid = store
+    rec = RunRecorder(uri, eid, "keys")
+    raw = ["acc@1", "a//b", "/lead", "x" * 300, "weird#key$%"]
+    rec.log_metrics({k: 1.0 for k in raw}, 0)
+    rec.end()
+    got = MlflowClient(uri).get_run(rec.run_id).data.metrics
+    assert set(got) == {clean_key(k) for k in raw}
+
+
+@pytest.mark.parametrize("value,want", [
+    (1, 1.0), (2.5, 2.5), (np.float32(1.5), 1.5), (np.float64(-3.0), -3.0), (np.int64(4), 4.0),
+    (float("nan"), None), (float("inf"), None), (-float("inf"), None),
+    (np.float32("nan"), None), (np.float32("inf"), None), (np.float64(1e309), None),
+    ("abc", None), (None, None), ("2.0", 2.0),
+])
+def test_finite(value, want):
+    got = finite(value)
+    assert got == want
+    if want is not None:
+        assert type(got) is float
+
+
+def test_flatten_nested_config():
+    cfg = {"optimizer": {"name": "sgd", "lr": 0.1},
+           "model": {"hidden": [128, 64], "activation": {"name": "leaky_relu", "alpha": 0.1},
+                     "conv": [{"channels": 8}]},
+           "seed": 3, "train": {"batch_size": None, "shuffle": True}, "empty": {}}
+    assert flatten(cfg) == {
+        "optimizer.name": "sgd", "optimizer.lr": "0.1",
+        "model.hidden": "[128, 64]", "model.activation.name": "leaky_relu",
+        "model.activation.alpha": "0.1", "model.conv": '[{"channels": 8}]',
+        "seed": "3", "train.batch_size": "None", "train.shuffle": "True", "empty": "{}",
+    }
+
+
+# -- RunRecorder -------------------------------------------------------------------------------
+
+def test_recorder_drops_nonfinite_metrics_and_tags_them(store):
+    from mlflow.tracking import MlflowClient
+
+    uri, eid = store
+    rec = RunRecorder(uri, eid, "nonfinite", tags={"nets.config_hash": "abc", "n": 3})
+    rec.log_metrics({"train/loss": 1.0, "val/loss": 2.0}, 0)
+    rec.log_metrics({"train/loss": float("nan"), "val/loss": np.float32(1.5)}, 1)
+    rec.log_metrics({"train/loss": float("inf"), "val/loss": -float("inf")}, 2)
+    rec.end("FINISHED")
+    rec.end("FAILED")  # a second end is ignored
+    c = MlflowClient(uri)
+    run = c.get_run(rec.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "nonfinite"
+    assert run.data.tags["nets.config_hash"] == "abc"
+    assert run.data.tags["n"] == "3"
+    assert [(m.step, m.value) for m in c.get_metric_history(rec.run_id, "train/loss")] == [(0, 1.0)]
+    assert [(m.step, m.value) for m in c.get_metric_history(rec.run_id, "val/loss")] == \
+        [(0, 2.0), (1, 1.5)]
+    assert run.data.tags["nets.nonfinite_metrics"] == "3"
+    assert run.data.tags["nets.first_nonfinite"] == "train/loss@1"
+    for key in ("train/loss", "val/loss"):
+        assert all(math.isfinite(m.value) and abs(m.value) < 1e300
+                   for m in c.get_metric_history(rec.run_id, key))
+
+
+def test_recorder_without_nonfinite_sets_no_tag(store):
+    from mlflow.tracking import MlflowClient
+
+    uri, eid = store
+    rec = RunRecorder(uri, eid, "clean")
+    rec.log_metrics({"a": 1}, np.int64(3))
+    rec.end()
+    run = MlflowClient(uri).get_run(rec.run_id)
+    assert "nets.nonfinite_metrics" not in run.data.tags
+    assert [m.step for m in MlflowClient(uri).get_metric_history(rec.run_id, "a")] == [3]
+
+
+def test_recorder_cuts_long_params(store):
+    from mlflow.tracking import MlflowClient
+
+    uri, eid = store
+    rec = RunRecorder(uri, eid, "params")
+    long = "x" * 7000
+    rec.log_params({"short": 1, "long": long, "exact": "y" * 6000, "bad@key": "v"})
+    rec.end()
+    params = MlflowClient(uri).get_run(rec.run_id).data.params
+    assert params["short"] == "1"
+    assert len(params["long"]) <= 6000
+    assert params["long"].startswith("x" * 5000)
+    assert params["long"].endswith("(see config.yaml)")
+    assert params["exact"] == "y" * 6000
+    assert params["bad_key"] == "v"
+
+
+def test_recorder_child_run_and_status(store):
+    from mlflow.tracking import MlflowClient
+
+    uri, eid = store
+    parent = RunRecorder(uri, eid, "parent")
+    child = RunRecorder(uri, eid, "child", parent_run_id=parent.run_id)
+    child.log_text("hello", "notes/a.txt")
+    child.end("KILLED")
+    parent.end("FAILED")
+    c = MlflowClient(uri)
+    assert c.get_run(child.run_id).data.tags["mlflow.parentRunId"] == parent.run_id
+    assert c.get_run(child.run_id).info.status == "KILLED"
+    assert c.get_run(parent.run_id).info.status == "FAILED"
+    assert [a.path for a in c.list_artifacts(child.run_id, "notes")] == ["notes/a.txt"]
+
+
+def test_end_orphans_ends_running_runs(store):
+    from mlflow.tracking import MlflowClient
+
+    uri, eid = store
+    a = RunRecorder(uri, eid, "orphan", tags={"sweep": "s1"})
+    b = RunRecorder(uri, eid, "other", tags={"sweep": "s2"})
+    ended = tracking.end_orphans(uri, [eid], "tags.sweep = 's1'")
+    assert ended == [a.run_id]
+    c = MlflowClient(uri)
+    assert c.get_run(a.run_id).info.status == "KILLED"
+    assert c.get_run(b.run_id).info.status == "RUNNING"
+    b.end()
+
+
+def test_versions_tags():
+    v = tracking.versions()
+    assert {"nets.version", "numpy.version", "mlflow.version", "python.version"} <= set(v)
+    assert v["numpy.version"] == np.__version__
+
+
+# -- concurrent writers -----------------------------------------------------------------------
+
+N_PROCS, N_EPOCHS = 8, 20
+
+
+def _worker(uri: str, experiment_id: str, i: int, barrier) -> None:
+    rec = RunRecorder(uri, experiment_id, f"worker{i}", tags={"worker": i})
+    rec.log_params({"worker": i, "optimizer.lr": 0.1})
+    barrier.wait(timeout=120)  # all runs exist: now write at the same time
+    for epoch in range(N_EPOCHS):
+        rec.log_metrics({"train/loss": 1.0 / (epoch + 1), "val/accuracy": epoch / N_EPOCHS,
+                         "lr": 0.1}, epoch)
+    rec.end("FINISHED")
+
+
+def test_eight_processes_write_one_store(tmp_path, no_env_uri):
+    from mlflow.tracking import MlflowClient
+
+    uri = sqlite_uri(tmp_path / "mlruns" / "mlflow.db")
+    eid = prepare_store(uri, "concurrent")
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(N_PROCS)
+    procs = [ctx.Process(target=_worker, args=(uri, eid, i, barrier)) for i in range(N_PROCS)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+    alive = [p for p in procs if p.is_alive()]
+    for p in alive:
+        p.kill()
+    assert not alive, "workers hung"
+    assert [p.exitcode for p in procs] == [0] * N_PROCS
+    c = MlflowClient(uri)
+    runs = c.search_runs([eid], max_results=100)
+    assert len(runs) == N_PROCS
+    assert sorted(r.info.run_name for r in runs) == sorted(f"worker{i}" for i in range(N_PROCS))
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        for key in ("train/loss", "val/accuracy", "lr"):
+            hist = c.get_metric_history(r.info.run_id, key)
+            assert sorted(m.step for m in hist) == list(range(N_EPOCHS)), (r.info.run_name, key)
