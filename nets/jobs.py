@@ -82,8 +82,12 @@ def blas_state() -> dict[str, str]:
     blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
     if not blas:
         return {}
-    return {"nets.blas": f"{blas[0].get('internal_api')} {blas[0].get('version')}",
-            "nets.blas_threads": str(blas[0].get("num_threads"))}
+    # Several BLAS copies can be loaded (scipy ships its own); numpy's is the one whose
+    # matrix products the engine uses.
+    mine = [i for i in blas if "numpy" in Path(i.get("filepath", "")).parent.as_posix()]
+    b = (mine or blas)[0]
+    return {"nets.blas": f"{b.get('internal_api')} {b.get('version')}",
+            "nets.blas_threads": str(b.get("num_threads"))}
 
 
 def summary(res: Result, run: Run) -> dict[str, float]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from nets import convolutions  # noqa: F401  (registers conv2d and max_pool2d)
 from nets.activations import ACTIVATIONS, Activation
-from nets.layers import LAYERS, ActivationLayer, Layer, Param
+from nets.layers import LAYERS, Layer, Param
 from nets.losses import Loss
 from nets.registry import Component, ConfigError, check, registry
 

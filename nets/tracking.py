@@ -29,6 +29,8 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -90,6 +92,36 @@ def _file_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def file_path(uri: str) -> Path | None:
+    """Local path of a ``file:`` URI (or a bare absolute path), else ``None``."""
+    if uri.startswith("file:"):
+        return Path(url2pathname(unquote(urlparse(uri).path)))
+    if "://" not in uri and ":" not in uri.split("/")[0] and os.path.isabs(uri):
+        return Path(uri)
+    return None
+
+
+def relocate_if_moved(uri: str, experiment) -> str | None:
+    """Point a copied/moved store's experiment back inside the store; the old location.
+
+    Only when the store is SQLite, the recorded location is ``<old store>/artifacts/<x>``
+    (how ``prepare_store`` makes it), and ``<this store>/artifacts/<x>`` exists. Without
+    this the rerun's artifacts would be written into the old directory (or into the
+    original store a copy was taken from).
+    """
+    db, root = sqlite_path(uri), artifact_root(uri)
+    recorded = file_path(experiment.artifact_location or "")
+    if db is None or root is None or recorded is None or recorded.parent.name != "artifacts":
+        return None
+    inside = Path(root) / recorded.name
+    if inside.resolve() == recorded.resolve() or not inside.is_dir():
+        return None
+    with sqlite3.connect(db, timeout=20) as con:
+        con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                    (inside.resolve().as_uri(), int(experiment.experiment_id)))
+    return experiment.artifact_location
+
+
 def prepare_store(uri: str, experiment: str = DEFAULT_EXPERIMENT) -> str:
     """Create/upgrade the schema, switch SQLite to WAL, get or create the experiment.
 
@@ -108,6 +140,9 @@ def prepare_store(uri: str, experiment: str = DEFAULT_EXPERIMENT) -> str:
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 _retry(client.restore_experiment, exp.experiment_id)
+            # A store copied or moved elsewhere still names its old artifact directory;
+            # new runs would write there (or into the original it was copied from).
+            relocate_if_moved(uri, exp)
             return exp.experiment_id
         root = artifact_root(uri)
         location = None

@@ -1,0 +1,596 @@
+"""``nets-reproduce RUN_ID``: rerun a recorded run from its stored config, prove the curves.
+
+The run's ``config.yaml`` artifact (the resolved config ``nets-train`` recorded, not the
+flattened params) is read with ``yaml.safe_load``, checked (plain data only, no ``_``
+keys, no ``${...}`` interpolation, every component a registry name: ``build_run``),
+checked against the run's ``nets.config_hash`` tag (an edited artifact is refused), and
+rerun through ``nets.jobs.run_job`` into the same store and experiment, as a new run
+tagged ``nets.reproduces=<RUN_ID>``, with the BLAS thread count the original recorded.
+Then every metric history of both runs is compared point by point with ``==``.
+
+Exit codes: 0 identical, 1 different (or the rerun failed), 2 a usage, store or config
+problem: one line ``nets-reproduce: error: ...`` and nothing recorded.
+
+Nothing from an artifact is ever unpickled, imported or called: the config is plain
+YAML data and components are looked up by name in the registries.
+
+Which difference is reported: the curves (per-epoch metrics) first, at the earliest
+step where any of them differs (ties: sorted key order); only when every curve agrees,
+the first differing single-value metric (``best/``, ``final/``, ``data/``) in sorted key
+order. (A changed curve also changes its ``final/`` value at step 0, which would
+otherwise hide where the curves parted.)
+
+A store directory that was copied or moved keeps the old absolute artifact locations in
+its database. Artifacts are then read from the same place inside the store directory
+(``<store>/artifacts/<experiment>/<run id>/artifacts``), and before the rerun writes
+anything the experiment's artifact location is pointed back inside the store, so the
+new run's files land in this store and not in the directory it was copied from.
+
+``--print-command`` prints the ``nets-train`` command that recreates the run. The
+overrides are derived from the stored config itself: its group choices plus every value
+that differs from what those choices compose to with the current ``conf/``, checked by
+composing them again (same config hash). If the current ``conf/`` cannot express the
+config, the recorded ``overrides.yaml`` is printed instead, with a note on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import shlex
+import sys
+import tempfile
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlparse
+
+import yaml
+
+from nets import tracking
+from nets.app.schema import GROUPS, ROOT_KEYS
+from nets.jobs import (TRACKING_DEFAULTS, JobFailed, JobSpec, blas_state, config_hash, git_state,
+                       run_job)
+from nets.registry import ConfigError
+
+PROG = "nets-reproduce"
+SUMMARY_PREFIXES = ("best/", "final/", "data/")
+# Tags that can change the numbers (or say the code did), compared before the curves.
+ENV_TAGS = ("numpy.version", "nets.blas", "nets.blas_threads", "nets.version", "python.version",
+            "mlflow.source.git.commit", "nets.git_dirty")
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_NODES = 100_000
+_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_PLAIN_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+class ReproduceError(Exception):
+    """A usage, store or config problem: reported as one line, nothing recorded."""
+
+
+@dataclass
+class Difference:
+    """The first place two runs' metrics part."""
+
+    key: str
+    step: int
+    original: Any          # float, list of floats (several points at one step) or None
+    reproduced: Any
+    n_keys: int = 1        # how many metrics differ in all
+
+    def describe(self) -> str:
+        more = f" ({self.n_keys - 1} more metric(s) differ)" if self.n_keys > 1 else ""
+        return (f"metric {self.key!r} at step {self.step}: original {_show(self.original)}, "
+                f"reproduced {_show(self.reproduced)}{more}")
+
+
+@dataclass
+class Report:
+    """What ``reproduce`` did."""
+
+    original_run_id: str
+    run_id: str | None
+    difference: Difference | None
+    env_differences: list[str] = field(default_factory=list)
+    n_metrics: int = 0
+    n_points: int = 0
+
+    @property
+    def identical(self) -> bool:
+        return self.difference is None
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "(no point)"
+    if isinstance(v, list) and len(v) == 1:
+        return repr(v[0])
+    return repr(v)
+
+
+# -- the store and the run ------------------------------------------------------------
+
+def open_store(uri_arg: str | None, launch_dir: str | os.PathLike | None = None) -> str:
+    """Resolve the store like ``nets-train``; refuse a SQLite file that does not exist
+    (opening it would create an empty store)."""
+    uri = tracking.resolve_uri(uri_arg, launch_dir or os.getcwd())
+    db = tracking.sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise ReproduceError(f"no MLflow store at {db} (pass --uri, set MLFLOW_TRACKING_URI, "
+                             "or run from the directory that holds mlruns/)")
+    return uri
+
+
+def get_run(client, run_id: str, uri: str):
+    from mlflow.exceptions import MlflowException
+
+    if not _RUN_ID.match(run_id):
+        raise ReproduceError(f"{run_id!r} is not a run id")
+    try:
+        return client.get_run(run_id)
+    except MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise ReproduceError(f"no run {run_id!r} in {_safe_uri(uri)}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.error_code
+        raise ReproduceError(f"cannot read run {run_id!r} from {_safe_uri(uri)}: {first}") from None
+
+
+def _safe_uri(uri: str) -> str:
+    """The URI without any user:password part."""
+    p = urlparse(uri)
+    if p.password or p.username:
+        return uri.replace(p.netloc, p.hostname + (f":{p.port}" if p.port else ""), 1)
+    return uri
+
+
+def local_artifact_dirs(uri: str, run) -> list[Path]:
+    """Where a run's artifacts may be on disk, best first.
+
+    In a SQLite store ``<store>/artifacts/<experiment>/<run id>/artifacts`` comes first:
+    it is right for a copied or moved store, whose database still holds the old
+    absolute path, and is the recorded path itself otherwise.
+    """
+    recorded = tracking.file_path(run.info.artifact_uri or "")
+    out: list[Path] = []
+    root = tracking.artifact_root(uri)
+    if root is not None:
+        if recorded is not None and recorded.name == "artifacts" \
+                and recorded.parent.name == run.info.run_id:
+            out.append(Path(root) / recorded.parent.parent.name / run.info.run_id / "artifacts")
+        out.extend(sorted(Path(root).glob(f"*/{run.info.run_id}/artifacts")))
+    if recorded is not None:
+        out.append(recorded)
+    seen, unique = set(), []
+    for p in out:
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    return unique
+
+
+def read_artifact(client, uri: str, run, name: str) -> str | None:
+    """Text of artifact ``name`` of ``run`` (``None`` if it has none); size-capped."""
+    if tracking.file_path(run.info.artifact_uri or "") is not None:
+        for d in local_artifact_dirs(uri, run):
+            p = d / name
+            if p.is_file():
+                return _read_capped(p, name)
+        return None
+    with tempfile.TemporaryDirectory() as tmp:   # served artifacts: mlflow-artifacts:, s3 ...
+        try:
+            local = client.download_artifacts(run.info.run_id, name, tmp)
+        except Exception:  # noqa: BLE001 - absent, or the server refused: both mean "none"
+            return None
+        return _read_capped(Path(local), name) if Path(local).is_file() else None
+
+
+def _read_capped(path: Path, name: str) -> str:
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ReproduceError(f"{name} artifact is larger than {MAX_CONFIG_BYTES} bytes: refused")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ReproduceError(f"{name} artifact is not UTF-8 text: refused") from None
+
+
+# -- the config: plain data, registry names only -------------------------------------------
+
+def load_config(text: str) -> dict:
+    """Parse and check a ``config.yaml`` artifact; ``ReproduceError`` if it is unsafe."""
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ReproduceError(f"config.yaml is not plain YAML data ({first}): refused") from None
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: Any) -> None:
+    """Shape checks before the registries see anything (``build_run`` checks the names)."""
+    if not isinstance(cfg, dict):
+        raise ReproduceError(f"config.yaml must be a mapping of config sections, not "
+                             f"{type(cfg).__name__}: refused")
+    unknown = [k for k in cfg if k not in ROOT_KEYS]
+    if unknown:
+        raise ReproduceError(f"config.yaml has unknown top-level key {unknown[0]!r} (valid: "
+                             f"{', '.join(ROOT_KEYS)}): refused")
+    missing = [k for k in ("model", "optimizer", "train") if k not in cfg]
+    if missing:
+        raise ReproduceError(f"config.yaml has no {missing[0]!r} section: refused")
+    tr = cfg.get("tracking")
+    if tr is not None:
+        if not isinstance(tr, dict):
+            raise ReproduceError("config.yaml: tracking must be a mapping: refused")
+        bad = [k for k in tr if k not in TRACKING_DEFAULTS]
+        if bad:
+            raise ReproduceError(f"config.yaml has unknown key tracking.{bad[0]}: refused")
+    count = [0]
+
+    def walk(node: Any, path: str) -> None:
+        count[0] += 1
+        if count[0] > MAX_CONFIG_NODES:
+            raise ReproduceError(f"config.yaml has more than {MAX_CONFIG_NODES} values: refused")
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if not isinstance(k, str):
+                    raise ReproduceError(f"config.yaml: key {k!r} under {path or 'the root'} "
+                                         "is not a string: refused")
+                if k.startswith("_"):
+                    raise ReproduceError(f"config.yaml: key {_join(path, k)!r} starts with '_' "
+                                         "(no _target_-style keys): refused")
+                walk(v, _join(path, k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+        elif isinstance(node, str):
+            if "${" in node:
+                raise ReproduceError(f"config.yaml: {path}={node!r} holds an interpolation; "
+                                     "a recorded config is resolved: refused")
+        elif node is not None and not isinstance(node, (bool, int, float)):
+            raise ReproduceError(f"config.yaml: {path} is a {type(node).__name__}, not plain "
+                                 "data: refused")
+
+    walk(cfg, "")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def check_buildable(cfg: Mapping[str, Any]) -> None:
+    """``build_run`` on the core config: every name must be in a registry."""
+    from nets.train import build_run
+
+    try:
+        build_run({k: v for k, v in cfg.items() if k != "tracking"})
+    except ConfigError as e:
+        raise ReproduceError(f"config.yaml names something nets does not know: {e}: "
+                             "refused") from None
+    except (TypeError, ValueError, KeyError, AttributeError, OSError) as e:
+        line = str(e).splitlines()[0] if str(e) else ""
+        raise ReproduceError(f"config.yaml does not build: {type(e).__name__}: {line}: "
+                             "refused") from None
+
+
+def load_overrides(text: str | None) -> list[str]:
+    if text is None:
+        return []
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ReproduceError("overrides.yaml is not plain YAML data: refused") from None
+    if data is None:
+        return []
+    if not isinstance(data, list) or not all(isinstance(o, str) for o in data):
+        raise ReproduceError("overrides.yaml must be a list of strings: refused")
+    return data
+
+
+# -- comparing ------------------------------------------------------------------------------
+
+def metric_histories(client, run) -> dict[str, list[tuple[int, float]]]:
+    """Every metric of ``run`` as sorted ``(step, value)`` lists."""
+    out = {}
+    for key in run.data.metrics:
+        pts = tracking._retry(client.get_metric_history, run.info.run_id, key)
+        out[key] = sorted((int(m.step), float(m.value)) for m in pts)
+    return out
+
+
+def compare(original: Mapping[str, list], reproduced: Mapping[str, list]) -> Difference | None:
+    """``None`` if every history is identical (``==`` on floats), else the first difference
+    (curves first, earliest step, sorted keys; then single-value metrics; see module doc)."""
+    found = []
+    for key in sorted(set(original) | set(reproduced)):
+        a, b = _by_step(original.get(key)), _by_step(reproduced.get(key))
+        if a == b and key in original and key in reproduced:
+            continue
+        steps = sorted(s for s in set(a) | set(b) if a.get(s) != b.get(s))
+        step = steps[0] if steps else 0
+        summary = key.startswith(SUMMARY_PREFIXES)
+        found.append(((summary, step, key), Difference(key, step, a.get(step), b.get(step))))
+    if not found:
+        return None
+    first = min(found, key=lambda f: f[0])[1]
+    first.n_keys = len(found)
+    return first
+
+
+def _by_step(points) -> dict[int, list[float]]:
+    out: dict[int, list[float]] = {}
+    for step, value in points or ():
+        out.setdefault(int(step), []).append(float(value))
+    for v in out.values():
+        v.sort()
+    return out
+
+
+def loaded_blas() -> set[str]:
+    """``"openblas 0.3.27"`` for every BLAS library loaded in this process."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return set()
+    return {f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()
+            if i.get("user_api") == "blas"}
+
+
+def environment_differences(original_tags: Mapping[str, str],
+                            current: Mapping[str, str]) -> list[str]:
+    """``"numpy.version 1.26.4 -> 2.1.0"`` for every float-relevant tag that changed."""
+    out = []
+    loaded = loaded_blas()
+    for k in ENV_TAGS:
+        a, b = original_tags.get(k), current.get(k)
+        if k == "nets.blas" and a in loaded:
+            # One process may hold several BLAS libraries (numpy's, scipy's); which one
+            # is listed first depends on import order, so any loaded one matches.
+            continue
+        if a != b and not (a is None and b is None):
+            out.append(f"{k} {a if a is not None else '(not recorded)'} -> "
+                       f"{b if b is not None else '(none)'}")
+    return out
+
+
+# -- the store directory moved ------------------------------------------------------------
+
+# -- the command line -------------------------------------------------------------------------
+
+def hydra_value(v: Any) -> str:
+    """A value in Hydra's override grammar."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else
+                                                 ("inf" if v > 0 else "-inf"))
+    if isinstance(v, str):
+        if _PLAIN_WORD.match(v) and v.lower() not in ("null", "true", "false", "inf", "nan"):
+            return v
+        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(hydra_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{k}: {hydra_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} as an override")
+
+
+def _diff(base: Any, want: Any, prefix: str, out: list[str]) -> None:
+    for k, v in want.items():
+        key = f"{prefix}{k}"
+        if k not in base:
+            out.append(f"+{key}={hydra_value(v)}")
+        elif isinstance(v, dict) and isinstance(base[k], dict) and v and base[k]:
+            _diff(base[k], v, key + ".", out)
+        elif base[k] != v or type(base[k]) is not type(v):
+            out.append(f"{key}={hydra_value(v)}")
+    for k in base:
+        if k not in want:
+            out.append(f"~{prefix}{k}")
+
+
+def _compose(overrides: list[str]) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    from nets.app import config as appconfig
+    from nets.app.schema import register
+
+    register()
+    with initialize_config_dir(str(appconfig.CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    return appconfig.to_plain(cfg)
+
+
+def overrides_for(cfg: Mapping[str, Any]) -> list[str] | None:
+    """Overrides of the current ``conf/`` that compose exactly ``cfg``'s core (same
+    ``config_hash``), or ``None`` if there are none this simple."""
+    core = {k: v for k, v in cfg.items() if k != "tracking"}
+    try:
+        default = _compose([])
+        groups = []
+        for g in GROUPS:
+            spec = core.get(g)
+            name = spec if isinstance(spec, str) else (spec or {}).get("name")
+            if isinstance(name, str) and name != (default.get(g) or {}).get("name"):
+                groups.append(f"{g}={name}")
+        base = _compose(groups) if groups else default
+        values: list[str] = []
+        _diff({k: v for k, v in base.items() if k != "tracking"}, core, "", values)
+        again = _compose(groups + values)
+    except Exception:  # noqa: BLE001 - any composition failure means "not expressible"
+        return None
+    return groups + values if config_hash(again) == config_hash(core) else None
+
+
+def command_line(cfg: Mapping[str, Any], recorded: list[str], experiment: str | None,
+                 warn=None) -> str:
+    """``nets-train ...`` recreating the run (see module doc)."""
+    overrides = overrides_for(cfg)
+    if overrides is None:
+        if warn:
+            warn("the stored config is not expressible as overrides of the current conf/ "
+                 "(it may have changed since the run); printing the recorded overrides")
+        overrides = [o for o in recorded if not o.lstrip("+~").startswith("tracking")]
+    tr = {**TRACKING_DEFAULTS, **dict(cfg.get("tracking") or {})}
+    extra = []
+    if experiment and experiment != TRACKING_DEFAULTS["experiment"]:
+        extra.append(f"tracking.experiment={hydra_value(experiment)}")
+    for k in ("log_weights", "log_plots"):
+        if tr[k] != TRACKING_DEFAULTS[k]:
+            extra.append(f"tracking.{k}={hydra_value(tr[k])}")
+    return " ".join(["nets-train", *(shlex.quote(o) for o in overrides + extra)])
+
+
+# -- reproduce ------------------------------------------------------------------------------
+
+def _thread_limit(tags: Mapping[str, str]):
+    n = tags.get("nets.blas_threads")
+    try:
+        n = int(n) if n is not None else None
+    except ValueError:
+        n = None
+    if not n or n < 1:
+        return nullcontext(), None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return nullcontext(), None
+    import numpy  # noqa: F401 - BLAS must be loaded for threadpoolctl to see it
+
+    return threadpool_limits(limits=n, user_api="blas"), n
+
+
+def prepare(run_id: str, uri: str, finished: bool = False) -> tuple[Any, Any, dict, list[str]]:
+    """Everything checked before anything is written: ``(client, run, config, overrides)``.
+
+    ``finished``: refuse a run that did not end FINISHED (its curves are incomplete).
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    run = get_run(client, run_id, uri)
+    if finished and run.info.status != "FINISHED":
+        raise ReproduceError(f"run {run_id} is {run.info.status}: only FINISHED runs have "
+                             "whole curves to compare (--print-command still works)")
+    text = read_artifact(client, uri, run, "config.yaml")
+    if text is None:
+        raise ReproduceError(f"run {run_id} has no config.yaml artifact (was it recorded by "
+                             "nets-train? a sweep's parent run has none)")
+    cfg = load_config(text)
+    check_buildable(cfg)
+    recorded_hash = run.data.tags.get("nets.config_hash")
+    if recorded_hash is not None and config_hash(cfg) != recorded_hash:
+        raise ReproduceError(f"config.yaml of run {run_id} is not the config it ran with (hash "
+                             f"{config_hash(cfg)}, recorded nets.config_hash {recorded_hash}): "
+                             "refused")
+    overrides = load_overrides(read_artifact(client, uri, run, "overrides.yaml"))
+    return client, run, cfg, overrides
+
+
+def reproduce(run_id: str, uri: str, experiment: str | None = None, stream=None) -> Report:
+    """Rerun ``run_id`` of store ``uri`` and compare its metric histories (module doc)."""
+    stream = stream or sys.stderr
+
+    def say(text: str) -> None:
+        print(f"{PROG}: {text}", file=stream, flush=True)
+
+    client, run, cfg, overrides = prepare(run_id, uri, finished=True)
+    if experiment:
+        exp_id = tracking.prepare_store(uri, experiment)
+    else:
+        exp_id = run.info.experiment_id
+    exp = client.get_experiment(exp_id)
+    if exp.lifecycle_stage != "active":
+        raise ReproduceError(f"experiment {exp.name!r} of run {run_id} is deleted: restore it "
+                             "or pass --experiment NAME")
+    old = tracking.relocate_if_moved(uri, exp)
+    if old:
+        say(f"note: the store was moved or copied; experiment {exp.name!r} now keeps its "
+            f"artifacts inside it (was {old})")
+    tags = run.data.tags
+    limit, n_threads = _thread_limit(tags)
+    cfg = dict(cfg)
+    cfg["tracking"] = {**TRACKING_DEFAULTS, **dict(cfg.get("tracking") or {}), "enabled": True,
+                       "uri": uri, "experiment": exp.name, "progress": "lines",
+                       "run_name": f"{run.info.run_name or run_id}-reproduce"}
+    with limit:
+        current = {**tracking.versions(), **git_state(), **blas_state()}
+        env = environment_differences(tags, current)
+        if n_threads is None:
+            say("note: the original run recorded no BLAS thread count; using the current one")
+        if env:
+            say("note: the environment differs from the original run (floats may differ): "
+                + "; ".join(env))
+        say(f"rerunning run {run_id} ({run.info.run_name}) into experiment {exp.name!r}"
+            + (f" with {n_threads} BLAS thread(s)" if n_threads else ""))
+        try:
+            status = run_job(JobSpec(cfg, uri, exp_id, tags={"nets.reproduces": run_id},
+                                     overrides=overrides), stream=stream)
+        except ConfigError as e:   # checked above already; kept for a changed registry
+            raise ReproduceError(f"config.yaml: {e}: refused") from None
+    new_run = client.get_run(status.run_id)
+    original_h = metric_histories(client, run)
+    new_h = metric_histories(client, new_run)
+    diff = compare(original_h, new_h)
+    tracking._retry(client.set_tag, status.run_id, "nets.reproduce.result",
+                    "identical" if diff is None else "different")
+    if diff is not None:
+        tracking._retry(client.set_tag, status.run_id, "nets.reproduce.first_difference",
+                        diff.describe()[:5000])
+    return Report(run_id, status.run_id, diff, env, len(original_h),
+                  sum(len(v) for v in original_h.values()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog=PROG, description="Rerun a recorded nets run from its stored config.yaml and "
+        "check that every metric history is identical (exit 0; 1 if not; 2 on a usage or "
+        "config problem).")
+    p.add_argument("run_id", metavar="RUN_ID", help="the MLflow run id to reproduce")
+    p.add_argument("--uri", help="tracking URI or store directory (default: "
+                   "$MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db)")
+    p.add_argument("--experiment", metavar="NAME",
+                   help="record the rerun in this experiment (default: the original's)")
+    p.add_argument("--print-command", action="store_true",
+                   help="only print the nets-train command line that recreates the run")
+    args = p.parse_args(argv)
+    try:
+        uri = open_store(args.uri)
+        if args.print_command:
+            client, run, cfg, overrides = prepare(args.run_id, uri)
+            exp = client.get_experiment(run.info.experiment_id)
+            print(command_line(cfg, overrides, exp.name,
+                               warn=lambda t: print(f"{PROG}: note: {t}", file=sys.stderr)))
+            return 0
+        report = reproduce(args.run_id, uri, args.experiment)
+    except ReproduceError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except JobFailed as e:
+        print(f"{PROG}: the rerun failed: {e} (run {e.run_id}: traceback in its error.txt)",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted (a rerun already started is recorded as KILLED)",
+              file=sys.stderr)
+        return 130
+    if report.identical:
+        print(f"identical: run {report.run_id} reproduces run {report.original_run_id} bit for "
+              f"bit ({report.n_metrics} metrics, {report.n_points} points)")
+        return 0
+    print(f"different: run {report.run_id} does not reproduce run {report.original_run_id}: "
+          f"first difference in {report.difference.describe()}")
+    if report.env_differences:
+        print(f"  (environment differs: {'; '.join(report.env_differences)})")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
