@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
+from nets import diagnostics
 from nets.train import Result, Run, build_run
 
 TRACKING_DEFAULTS = {"enabled": True, "uri": None, "experiment": "nets", "run_name": None,
@@ -32,8 +34,9 @@ TRACKING_DEFAULTS = {"enabled": True, "uri": None, "experiment": "nets", "run_na
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
-    """Hash of everything that determines the numbers (``tracking`` excluded)."""
-    core = {k: v for k, v in cfg.items() if k != "tracking"}
+    """Hash of everything that determines the numbers (``tracking`` and ``diagnostics``
+    excluded: they change what is recorded, never the trained weights or curves)."""
+    core = {k: v for k, v in cfg.items() if k not in ("tracking", "diagnostics")}
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -93,9 +96,10 @@ def blas_state() -> dict[str, str]:
 def summary(res: Result, run: Run) -> dict[str, float]:
     """``best/…``, ``final/…`` and baseline metrics, logged once at step 0."""
     h, data = res.history, run.data
-    out: dict[str, float] = {"final/epochs": res.epochs, "final/steps": res.steps}
+    out: dict[str, float] = {"final/epochs": res.epochs, "final/steps": res.steps,
+                             "data/val_is_train": float(data.X_val is data.X_train)}
     for k, v in h.items():
-        if k != "lr" and v:
+        if k != "lr" and v and not k.startswith("health/"):
             out[f"final/{k.replace('/', '_')}"] = v[-1]
     if data.task == "classification":
         acc = np.asarray(h["val/accuracy"])
@@ -191,6 +195,7 @@ class JobStatus:
     run_id: str | None = None
     outcome: str | None = None       # completed | converged | diverged | ...
     error: str | None = None         # one line
+    diagnosis: str | None = None     # verdict names, e.g. "class_collapse,saturated_units"
     metrics: dict = field(default_factory=dict)
 
 
@@ -216,8 +221,9 @@ def run_job(spec: JobSpec, stream=None) -> JobStatus:
     """Build, train and record one run (see module docstring)."""
     cfg = spec.config
     tr = tracking_of(cfg)
-    core = {k: v for k, v in cfg.items() if k != "tracking"}
+    core = {k: v for k, v in cfg.items() if k not in ("tracking", "diagnostics")}
     run = build_run(core)  # ConfigError here means nothing was recorded
+    dset = diagnostics.DiagnosticsSettings.from_config(cfg.get("diagnostics"))
     progress = Progress(tr["progress"], run.settings.epochs, stream=stream)
     rec = None
     if tr["enabled"]:
@@ -235,18 +241,31 @@ def run_job(spec: JobSpec, stream=None) -> JobStatus:
             rec.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
             rec.log_text(yaml.safe_dump(list(spec.overrides)), "overrides.yaml")
         callbacks = [progress] + ([lambda e, m: rec.log_metrics(m, e)] if rec else [])
-        res = run.trainer().run(callbacks)
+        trainer = run.trainer()
+        if dset.gradcheck:
+            _gradcheck(trainer, dset, rec, progress)
+        monitor = diagnostics.HealthMonitor(dset, warn=progress.say) if dset.enabled else None
+        res = trainer.run(callbacks, [monitor] if monitor else [])
         progress.say(f"{res.outcome}: {res.reason}")
+        verdicts = diagnostics.diagnose(res.history, diagnostics.RunInfo.from_run(run, res), dset)
+        note = diagnostics.explain(verdicts, monitor.warnings if monitor else None)
+        verdict = diagnostics.summary(verdicts)
+        progress.say(f"diagnosis: {verdict}")
+        for v in verdicts:
+            progress.say(f"  {v.name}: {v.evidence}")
         summ = summary(res, run)
         if rec is not None:
             rec.log_summary(summ)
             rec.set_tags({"nets.outcome": res.outcome, "nets.reason": res.reason,
-                          "nets.diverged": str(res.outcome == "diverged").lower()})
+                          "nets.diverged": str(res.outcome == "diverged").lower(),
+                          "nets.diagnosis": verdict, "mlflow.note.content": note})
+            # The tag is cut at 8000 characters; the artifact keeps the whole text.
+            rec.log_text(note, "diagnosis.md")
             _log_artifacts(rec, run, res, tr)
             rec.log_text("\n".join(progress.lines) + "\n", "console.log")
             rec.end("FINISHED")
         return JobStatus("FINISHED", rec.run_id if rec else None, res.outcome, None,
-                         {k: float(v) for k, v in summ.items()})
+                         {k: float(v) for k, v in summ.items()}, verdict)
     except BaseException as exc:  # noqa: BLE001 - the run must end whatever happened
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         line = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
@@ -260,6 +279,19 @@ def run_job(spec: JobSpec, stream=None) -> JobStatus:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise JobFailed(line, rec.run_id if rec else None) from exc
+
+
+def _gradcheck(trainer, dset, rec, progress) -> None:
+    """Compare analytic and numerical gradients before the first update; raise if off."""
+    try:
+        errors = diagnostics.gradcheck_trainer(trainer, dset)
+    except diagnostics.GradientCheckError as e:
+        if rec is not None:
+            rec.log_summary({f"gradcheck/{k}": v for k, v in e.errors.items() if math.isfinite(v)})
+        raise
+    if rec is not None:
+        rec.log_summary({f"gradcheck/{k}": v for k, v in errors.items()})
+    progress.say("gradient check passed: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()))
 
 
 class JobFailed(RuntimeError):

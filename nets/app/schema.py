@@ -18,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from nets.registry import REGISTRIES, _load_all
+from nets.diagnostics import DiagnosticsSettings
 from nets.train import TrainSettings
 
 # Config groups selected at the top level; every name in their registry has a YAML file.
@@ -84,15 +85,17 @@ def component_schema(kind: str, name: str) -> type:
     return dataclasses.make_dataclass(f"{title}Conf", fields)
 
 
-def _train_conf() -> type:
+def _settings_conf(settings_cls, name: str) -> type:
+    """A schema dataclass mirroring a core settings dataclass (string annotations)."""
     fields = []
-    for f in dataclasses.fields(TrainSettings):
+    for f in dataclasses.fields(settings_cls):
         typ = _ANNOTATIONS.get(f.type, Any) if isinstance(f.type, str) else f.type
         fields.append((f.name, typ, field(default=f.default)))
-    return dataclasses.make_dataclass("TrainConf", fields)
+    return dataclasses.make_dataclass(name, fields)
 
 
-TrainConf = _train_conf()
+TrainConf = _settings_conf(TrainSettings, "TrainConf")
+DiagnosticsConf = _settings_conf(DiagnosticsSettings, "DiagnosticsConf")
 
 
 @dataclass
@@ -116,6 +119,7 @@ class Config:
     optimizer: Any = MISSING
     schedule: Any = MISSING
     train: Any = field(default_factory=TrainConf)
+    diagnostics: Any = field(default_factory=DiagnosticsConf)
     tracking: TrackingConf = field(default_factory=TrackingConf)
 
 
