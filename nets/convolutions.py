@@ -18,7 +18,7 @@ def _is_int(v, low: int) -> bool:
 
 
 def _windows(X: np.ndarray, k: int, s: int, Ho: int, Wo: int) -> np.ndarray:
-    """Read-only view ``(n, Ho, Wo, k, k, C)`` of the ``k x k`` windows of ``X`` at stride ``s``."""
+    """Read-only view ``(n, Ho, Wo, k, k, C)`` of the ``k x k`` windows of ``X``, stride ``s``."""
     sn, sh, sw, sc = X.strides
     return as_strided(X, (X.shape[0], Ho, Wo, k, k, X.shape[3]),
                       (sn, s * sh, s * sw, sh, sw, sc), writeable=False)
@@ -51,10 +51,13 @@ class Conv2D(Layer):
 
     Shapes: ``X (n, H, W, c_in)``, ``W (k, k, c_in, c_out)``, ``b (c_out,)``,
     ``Y (n, Ho, Wo, c_out)`` with ``Ho = (H + 2*padding - k) // s + 1``.
-    Backward, with ``cols`` the ``(n*Ho*Wo, k*k*c_in)`` matrix of windows:
-    ``dW = cols^T dY``, ``db = sum_{n,y,x} dY``, ``dX`` = the windows of ``dY W^T`` added
-    back where they came from (for stride 1: ``dX = full correlation of dY with the
-    flipped kernel``).
+
+    Forward is one GEMM ``Y = [cols | 1] [W; b]``, ``cols`` the ``(n*Ho*Wo, k*k*c_in)``
+    matrix of windows (im2col); the column of ones carries the bias, so backward's
+    ``[dW; db] = [cols | 1]^T dY`` is one GEMM too. ``dX`` at stride 1 is the full
+    correlation of ``dY`` with the kernel flipped in space and transposed in channels
+    (another im2col and GEMM, no scatter); otherwise ``dY W^T`` is added back window by
+    window (col2im). With ``input_grad`` False (a model's first layer) ``dX`` is skipped.
     """
 
     def __init__(self, channels: int = 8, kernel: int = 3, stride: int = 1, padding: int = 0,
@@ -82,84 +85,92 @@ class Conv2D(Layer):
         self.W = Param("W", self.init((k, k, C, Co), fan_in, fan_out, rng, dtype), True)
         self.b = Param("b", self.bias_init((Co,), fan_in, fan_out, rng, dtype), False)
         self.params = [self.W, self.b]
-        # Copying windows with C innermost runs one tiny inner loop per element when C is
-        # small (a first layer's grey or RGB input), so there the window matrix is built
-        # transposed, (k*k*C, n*Ho*Wo), one contiguous row of output pixels at a time.
-        self._transposed = C < 4
+        # Copying windows with C innermost runs one tiny inner loop per pixel when C is
+        # small (a first layer's grey, RGB or RGBA input), so there the window matrix is
+        # built transposed, (k*k*C, n*Ho*Wo), a row of output pixels at a time (measured
+        # faster forward and backward up to C = 4, slower from C = 8).
+        self._transposed = C <= 4
+        self.cols = self.Xp = None
         return self.out_hw + (Co,)
 
-    def _pad(self, X: np.ndarray) -> np.ndarray:
-        p = self.padding
-        if p == 0:
+    @staticmethod
+    def _padded(X, pad):
+        """``X`` with ``pad`` zeros on each side of both spatial axes."""
+        if pad == 0:
             return X
         n, H, W, C = X.shape
-        Xp = np.zeros((n, H + 2 * p, W + 2 * p, C), dtype=X.dtype)
-        Xp[:, p:p + H, p:p + W] = X
+        Xp = np.zeros((n, H + 2 * pad, W + 2 * pad, C), dtype=X.dtype)
+        Xp[:, pad:pad + H, pad:pad + W] = X
         return Xp
 
     def forward(self, X, training=False):
-        n = len(X)
-        k, s, C, Co = self.kernel, self.stride, self.in_shape[2], self.channels
-        Ho, Wo = self.out_hw
-        Xp = self._pad(X)
-        if self._transposed:
-            colsT = np.empty((k, k, C, n, Ho, Wo), dtype=X.dtype)
-            for i in range(k):
-                for j in range(k):
-                    colsT[i, j] = Xp[:, i:i + s * (Ho - 1) + 1:s,
-                                     j:j + s * (Wo - 1) + 1:s].transpose(3, 0, 1, 2)
-            cols = colsT.reshape(k * k * C, n * Ho * Wo).T
-        else:
-            cols = _windows(Xp, k, s, Ho, Wo).reshape(n * Ho * Wo, k * k * C)
-        self.cols = cols
-        Y = (cols @ self.W.value.reshape(k * k * C, Co)).reshape(n, Ho * Wo * Co)
-        # Broadcasting b over (n*Ho*Wo, Co) rows runs one c_out-long inner loop per pixel;
-        # tiled to a whole image it is one long loop per sample.
-        Y += np.tile(self.b.value, Ho * Wo)
-        return Y.reshape(n, Ho, Wo, Co)
+        n, (Ho, Wo), Co = len(X), self.out_hw, self.channels
+        K = self.kernel ** 2 * self.in_shape[2]
+        self.cols = None  # let the previous batch's windows go before taking new ones
+        if X.dtype.kind != "f":  # integer pixels: compute in the weights' dtype
+            X = X.astype(self.W.value.dtype)
+        Xp = self._padded(X, self.padding)
+        cols = self._im2col(Xp)
+        # Training keeps the windows for dW. Evaluation (large batches) keeps only the
+        # padded input, k*k times smaller, and a backward after it rebuilds them.
+        self.cols, self.Xp = (cols, None) if training else (None, Xp)
+        Wb = np.concatenate([self.W.value.reshape(K, Co), self.b.value[None]])
+        return (cols @ Wb.astype(X.dtype, copy=False)).reshape(n, Ho, Wo, Co)
 
     def backward(self, dY):
-        n = len(dY)
-        k, s, p, Co = self.kernel, self.stride, self.padding, self.channels
-        H, W, C = self.in_shape
-        Ho, Wo = self.out_hw
-        dY2 = np.ascontiguousarray(dY).reshape(n * Ho * Wo, Co)
-        np.matmul(self.cols.T, dY2, out=self.W.grad.reshape(k * k * C, Co))
-        # sum over the rows as a GEMV: np.sum(axis=0) walks c_out-long rows one at a time
-        np.matmul(self._ones(len(dY2), dY2.dtype), dY2, out=self.b.grad)
-        self.cols = None
-        if s == 1 and not self._transposed:
+        n, K, Co = len(dY), self.kernel ** 2 * self.in_shape[2], self.channels
+        dY2 = np.ascontiguousarray(dY).reshape(-1, Co)
+        cols = self.cols if self.cols is not None else self._im2col(self.Xp)
+        self.cols = self.Xp = None
+        dWb = cols.T @ dY2
+        del cols  # free the windows before dX takes its own
+        self.W.grad.reshape(K, Co)[...] = dWb[:K]
+        self.b.grad[...] = dWb[K]
+        if not self.input_grad:
+            return None
+        if self.stride == 1 and not self._transposed:
             return self._full_correlation(dY)
         return self._col2im(dY2, n)
 
-    def _ones(self, m, dtype):
-        if getattr(self, "_ones_cache", None) is None or self._ones_cache.shape != (m,) \
-                or self._ones_cache.dtype != dtype:
-            self._ones_cache = np.ones(m, dtype=dtype)
-        return self._ones_cache
+    def _im2col(self, Xp):
+        """``[cols | 1]``, ``(n*Ho*Wo, k*k*c_in + 1)``: row ``(n, y, x)`` holds the window
+        ``Xp[n, s*y:s*y+k, s*x:s*x+k, :]`` flattened in ``W``'s ``(i, j, c)`` order."""
+        n, k, s, C = len(Xp), self.kernel, self.stride, self.in_shape[2]
+        Ho, Wo = self.out_hw
+        K, L = k * k * C, n * Ho * Wo
+        if self._transposed:
+            colsT = np.empty((K + 1, L), dtype=Xp.dtype)
+            colsT[K] = 1
+            blocks = colsT[:K].reshape(k, k, C, n, Ho, Wo)
+            for i in range(k):
+                for j in range(k):
+                    blocks[i, j] = Xp[:, i:i + s * (Ho - 1) + 1:s,
+                                      j:j + s * (Wo - 1) + 1:s].transpose(3, 0, 1, 2)
+            return colsT.T
+        cols = np.empty((L, K + 1), dtype=Xp.dtype)
+        cols[:, K] = 1
+        np.copyto(cols[:, :K].reshape(n, Ho, Wo, k, k, C), _windows(Xp, k, s, Ho, Wo))
+        return cols
 
     def _full_correlation(self, dY):
-        """Stride 1: ``dX`` = correlation of ``dY`` (zero-padded by ``k-1-p``) with the
-        kernel flipped in space and transposed in channels; one GEMM, no scatter."""
+        """Stride 1: ``dX = correlation of dY, zero-padded by k-1-p, with W[::-1, ::-1]
+        transposed in channels``, one im2col and GEMM."""
         n = len(dY)
         k, p, Co = self.kernel, self.padding, self.channels
         H, W, C = self.in_shape
         q = k - 1 - p
-        if q > 0:
-            dYq = np.zeros((n, H + k - 1, W + k - 1, Co), dtype=dY.dtype)
-            dYq[:, q:q + dY.shape[1], q:q + dY.shape[2]] = dY
-        else:  # padding >= k - 1: the border rows of dY never reach X
-            dYq = np.ascontiguousarray(dY[:, -q:dY.shape[1] + q, -q:dY.shape[2] + q])
+        # p > k - 1: the outer p - (k-1) rings of dY see only padding, never X
+        dYq = self._padded(dY, q) if q >= 0 else dY[:, -q:q, -q:q]
         cols = _windows(dYq, k, 1, H, W).reshape(n * H * W, k * k * Co)
         Wf = self.W.value[::-1, ::-1].transpose(0, 1, 3, 2).reshape(k * k * Co, C)
-        return (cols @ Wf).reshape(n, H, W, C)
+        return (cols @ Wf.astype(dY.dtype, copy=False)).reshape(n, H, W, C)
 
     def _col2im(self, dY2, n):
-        """Any stride: ``dcols = dY W^T``, each window's gradient added back in place."""
+        """Any stride: ``dcols = dY W^T``, each window's share added back in place."""
         k, s, p, Co = self.kernel, self.stride, self.padding, self.channels
         H, W, C = self.in_shape
         Ho, Wo = self.out_hw
-        W2 = self.W.value.reshape(k * k * C, Co)
+        W2 = self.W.value.reshape(k * k * C, Co).astype(dY2.dtype, copy=False)
         dXp = np.zeros((n, H + 2 * p, W + 2 * p, C), dtype=dY2.dtype)
         if self._transposed:
             dcols = (W2 @ dY2.T).reshape(k, k, C, n, Ho, Wo).transpose(0, 1, 3, 4, 5, 2)
@@ -215,7 +226,7 @@ class MaxPool2D(Layer):
 
     def forward(self, X, training=False):
         if self._halves:
-            return self._forward_halves(X)
+            return self._forward_halves(X, training)
         Y = None
         for V in self._views(X):
             Y = V.copy() if Y is None else np.maximum(Y, V, out=Y)
@@ -248,26 +259,29 @@ class MaxPool2D(Layer):
     # values, so the row-pair max is one long elementwise loop; only the left/right max
     # (and its mask) runs C-long inner loops, on arrays half the input's size.
 
-    def _forward_halves(self, X):
+    def _forward_halves(self, X, training):
         n, H, W, C = X.shape
         Xr = X.reshape(n * (H // 2), 2, W // 2, 2, C)
         M = np.maximum(Xr[:, 0], Xr[:, 1])  # (n*Ho, Wo, 2, C): max of each column
-        self.Xr, self.M = Xr, M
-        return np.maximum(M[:, :, 0], M[:, :, 1]).reshape(n, H // 2, W // 2, C)
+        Y = np.maximum(M[:, :, 0], M[:, :, 1])
+        # evaluation batches are large and seldom followed by backward: M is recomputed
+        self.Xr, self.M, self.Y = Xr, M if training else None, Y
+        return Y.reshape(n, H // 2, W // 2, C)
 
     def _backward_halves(self, dY):
         n, Ho, Wo, C = dY.shape
-        Xr, M = self.Xr, self.M
+        Xr = self.Xr
+        M = self.M if self.M is not None else np.maximum(Xr[:, 0], Xr[:, 1])
         d = dY.reshape(n * Ho, Wo, C)
         # dY goes to the column holding the max (the left one on a tie) ...
-        left = M[:, :, 0] >= M[:, :, 1]
+        left = M[:, :, 0] == self.Y  # (against contiguous Y: faster than M[:, :, 1])
         dM = np.empty(M.shape, dtype=dY.dtype)
         np.multiply(d, left, out=dM[:, :, 0])
         np.subtract(d, dM[:, :, 0], out=dM[:, :, 1])
         # ... then to the row holding that column's max (the top one on a tie).
-        top = Xr[:, 0] >= Xr[:, 1]
+        top = Xr[:, 0] == M
         dX = np.empty(Xr.shape, dtype=dY.dtype)
         np.multiply(dM, top, out=dX[:, 0])
         np.subtract(dM, dX[:, 0], out=dX[:, 1])
-        self.Xr = self.M = None
+        self.Xr = self.M = self.Y = None
         return dX.reshape(n, 2 * Ho, 2 * Wo, C)
