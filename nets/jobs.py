@@ -264,8 +264,8 @@ def run_job(spec: JobSpec, stream=None) -> JobStatus:
             _log_artifacts(rec, run, res, tr)
             rec.log_text("\n".join(progress.lines) + "\n", "console.log")
             rec.end("FINISHED")
-        return JobStatus("FINISHED", rec.run_id if rec else None, res.outcome, None,
-                         {k: float(v) for k, v in summ.items()}, verdict)
+        return JobStatus("FINISHED", rec.run_id if rec else None, res.outcome,
+                         diagnosis=verdict, metrics={k: float(v) for k, v in summ.items()})
     except BaseException as exc:  # noqa: BLE001 - the run must end whatever happened
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         line = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__

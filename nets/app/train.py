@@ -79,6 +79,11 @@ def cli() -> None:
         print(f"nets-train: config error: {e}", file=sys.stderr)
         sys.exit(2)
     main()
+    # A multirun by the nets launcher prints every failure and a summary itself and
+    # reports the outcome here, so Hydra never re-raises only the first failure.
+    sweeps = sys.modules.get("nets.sweeps")
+    if sweeps is not None and sweeps.EXIT_CODE:
+        sys.exit(sweeps.EXIT_CODE)
 
 
 def _compose_check(argv: list[str]) -> None:

@@ -1,0 +1,1 @@
+"""Hydra plugins of nets: the ``nets`` launcher and sweeper (see ``nets_launcher``)."""

@@ -1,0 +1,171 @@
+"""Sweep launcher: parallel speed-up and per-job fixed overhead.
+
+An 8-job sweep (the default MLP on digits, seeds 0..7) goes through ``nets.sweeps.Sweep``
+(what the ``nets`` launcher runs after composing every point) into a SQLite store:
+
+- 1 worker vs 2 workers, tracked, jobs of about 5 s: the speed-up over the whole sweep
+  (store check, parent run, worker start-up, janitor included) and once the workers are
+  up. Target (issue 4): >= 1.8x on a 2-core machine. Worker start-up (about 3 s: the
+  imports of mlflow, SQLAlchemy, scikit-learn, matplotlib) is paid once per worker.
+- Per-job fixed overhead (dispatch, run creation, params, metrics, artifacts): with short
+  jobs and 1 worker, the jobs phase minus the same trainings run in this process without
+  tracking, per job; a sweep with tracking off splits it into dispatch and recording.
+  Target: <= 0.3 s per job.
+- Optionally (``--cli``) the whole ``nets-sweep`` command, process start included.
+
+Timings on a shared machine vary with its load; the load average is printed.
+
+    python tests/benchmarks/bench_sweep.py [--epochs 1200] [--short-epochs 20] [--repeats 1] [--cli]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def configs(n: int, epochs: int, tracked: bool) -> list[dict]:
+    from hydra import compose, initialize_config_dir
+
+    from nets.app.config import CONF_DIR, to_plain
+    from nets.app.schema import register
+
+    register()
+    out = []
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        for seed in range(n):
+            out.append(to_plain(compose("config", overrides=[
+                f"seed={seed}", f"train.epochs={epochs}", "tracking.progress=off",
+                f"tracking.enabled={str(tracked).lower()}"])))
+    return out
+
+
+def baseline(cfgs: list[dict], threads: int) -> list[float]:
+    """Each training in this process, tracking off (after one warm-up)."""
+    from threadpoolctl import threadpool_limits
+
+    from nets.jobs import JobSpec, run_job
+
+    off = [{**c, "tracking": {**c["tracking"], "enabled": False}} for c in cfgs]
+    out = []
+    with threadpool_limits(limits=threads, user_api="blas"):
+        run_job(JobSpec(off[0]))
+        for c in off:
+            t = time.perf_counter()
+            run_job(JobSpec(c))
+            out.append(time.perf_counter() - t)
+    return out
+
+
+def sweep(cfgs: list[dict], n_jobs: int, store: str | None) -> dict:
+    from nets import sweeps, tracking
+
+    uri = tracking.default_uri(store) if store else None
+    jobs = [sweeps.Job(i, [f"seed={i}"], c, uri, f"bench-{n_jobs}w" if uri else None, None)
+            for i, c in enumerate(cfgs)]
+    s = sweeps.Sweep(jobs, sweeps.Settings(n_jobs=n_jobs), f"bench-{n_jobs}w",
+                     {"seed": [str(i) for i in range(len(cfgs))]},
+                     out=io.StringIO())
+    t = time.perf_counter()
+    code = s.run()
+    total = time.perf_counter() - t
+    assert code == 0 and all(j.status == "FINISHED" for j in jobs), s._summary_text()
+    r = {"total": total, **s.timings, "threads": s.threads,
+         "job_seconds": [j.seconds for j in jobs]}
+    r["workers"] = r["first_job_start"] - r["prepare"]   # spawn, imports, warm-up
+    r["jobs"] = r["dispatch"] - r["workers"]
+    return r
+
+
+def best(variants: list, repeats: int) -> list:
+    """Run the variants in turn ``repeats`` times; keep each one's fastest result."""
+    results: list[list] = [[] for _ in variants]
+    for _ in range(repeats):
+        for out, run in zip(results, variants):
+            out.append(run())
+
+    def total(r):
+        return r["total"] if isinstance(r, dict) else sum(r)
+
+    return [min(rs, key=total) for rs in results]
+
+
+def cli(epochs: int, n: int, workers: int, d: str) -> float:
+    exe = Path(sys.executable).parent / "nets-sweep"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    t = time.perf_counter()
+    subprocess.run([str(exe), "seeds", f"seed=range(0,{n})", f"train.epochs={epochs}",
+                    "tracking.progress=off", f"--jobs={workers}"], cwd=d, env=env, check=True,
+                   capture_output=True)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=1200,
+                    help="epochs of the speed-up sweep's jobs (1200: about 5 s each here)")
+    ap.add_argument("--short-epochs", type=int, default=20,
+                    help="epochs of the overhead sweep's jobs (short: overhead dominates)")
+    ap.add_argument("--jobs", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="alternate the variants this many times and keep each one's fastest")
+    ap.add_argument("--cli", action="store_true", help="also time the nets-sweep command")
+    a = ap.parse_args()
+    from nets import sweeps, tracking
+
+    n = a.jobs
+    print(f"{sweeps.cores()} cores, load average {os.getloadavg()[0]:.2f}; {n} jobs: the "
+          f"default MLP on digits, seeds 0..{n - 1}")
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        tracking.prepare_store(tracking.default_uri(d), "bench")
+        create = time.perf_counter() - t
+        print(f"creating the store (schema, WAL, experiment; once per store): {create:.2f} s")
+
+        print(f"\n-- speed-up: {a.epochs} epochs per job")
+        long = configs(n, a.epochs, True)
+        one, two = best([lambda: sweep(long, 1, d), lambda: sweep(long, 2, d)], a.repeats)
+        for name, r in (("1 worker ", one), ("2 workers", two)):
+            print(f"{name}: {r['total']:.2f} s = store check + parent run {r['prepare']:.2f} s"
+                  f" + worker start {r['workers']:.2f} s + jobs {r['jobs']:.2f} s"
+                  f" + janitor/summary {r['cleanup']:.2f} s"
+                  f"  ({statistics.mean(r['job_seconds']):.2f} s per job)")
+        print(f"speed-up 2 vs 1 workers: {one['total'] / two['total']:.2f}x whole sweep, "
+              f"{one['jobs'] / two['jobs']:.2f}x once the workers are up   (target >= 1.8x)")
+
+        print(f"\n-- per-job overhead: {a.short_epochs} epochs per job, 1 worker")
+        short = configs(n, a.short_epochs, True)
+        off = [{**c, "tracking": {**c["tracking"], "enabled": False}} for c in short]
+        threads = sweeps.workers_for(sweeps.Settings(n_jobs=1), n)[1]  # as the 1-worker sweep
+        tracked, bare, base = best([lambda: sweep(short, 1, d), lambda: sweep(off, 1, None),
+                                    lambda: baseline(short, threads)], a.repeats)
+        train = sum(base)
+        print(f"the same trainings in this process, tracking off: {train:.2f} s "
+              f"({statistics.mean(base):.3f} s per job)")
+        print(f"sweep, tracked: jobs phase {tracked['jobs']:.2f} s; tracking off: "
+              f"{bare['jobs']:.2f} s; worker start {tracked['workers']:.2f} s (once per worker)")
+        per = (tracked["jobs"] - train) / n
+        print(f"per-job fixed overhead (jobs phase - trainings alone) / {n}: {per:.3f} s   "
+              f"(target <= 0.3 s)")
+        print(f"  dispatch (tracking off): {(bare['jobs'] - train) / n:.3f} s; run creation, "
+              f"params, metrics, artifacts: {(tracked['jobs'] - bare['jobs']) / n:.3f} s")
+        print(f"  first job in a fresh worker: {tracked['job_seconds'][0]:.2f} s vs "
+              f"{base[0]:.2f} s alone")
+        if a.cli:
+            print(f"\n-- whole nets-sweep command, {a.epochs} epochs per job")
+            times = {w: cli(a.epochs, n, w, d) for w in (1, 2)}
+            for w, t in times.items():
+                print(f"nets-sweep seeds, {w} worker(s): {t:.2f} s")
+            print(f"  whole-command speed-up: {times[1] / times[2]:.2f}x")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
