@@ -21,7 +21,10 @@ import time
 from pathlib import Path
 
 
-def job_config(enabled: bool) -> dict:
+MNIST_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+
+
+def job_config(enabled: bool, extra: tuple[str, ...] = ()) -> dict:
     from hydra import compose, initialize_config_dir
 
     from nets.app.config import CONF_DIR, to_plain
@@ -31,15 +34,15 @@ def job_config(enabled: bool) -> dict:
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = to_plain(compose("config", overrides=["train.epochs=30",
                                                     f"tracking.enabled={str(enabled).lower()}",
-                                                    "tracking.progress=off"]))
+                                                    "tracking.progress=off", *extra]))
     return cfg
 
 
-def in_process(repeats: int) -> tuple[list[float], list[float]]:
+def in_process(repeats: int, extra: tuple[str, ...] = ()) -> tuple[list[float], list[float]]:
     from nets import tracking
     from nets.jobs import JobSpec, run_job
 
-    on_cfg, off_cfg = job_config(True), job_config(False)
+    on_cfg, off_cfg = job_config(True, extra), job_config(False, extra)
     with tempfile.TemporaryDirectory() as d:
         uri = tracking.default_uri(d)
         exp = tracking.prepare_store(uri, "bench")
@@ -85,6 +88,11 @@ def main() -> None:
     args = ap.parse_args()
     report("30-epoch digits run inside one process (run_job, imports excluded)",
            *in_process(args.repeats))
+    if MNIST_DIR.is_dir():
+        mnist = ("dataset=mnist", f"dataset.path={MNIST_DIR}", "dataset.split=test",
+                 "dataset.download=false", "model.hidden=[128]")
+        report("30-epoch MNIST run (10,000-image test split, mlp [128]) inside one process",
+               *in_process(max(2, args.repeats // 2), mnist))
     if not args.no_cli:
         report("whole `nets-train train.epochs=30` command (process start included)",
                *whole_command(max(2, args.repeats // 2)))
