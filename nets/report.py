@@ -342,12 +342,10 @@ def apply_filters(runs: list[RunRow], filters: list[tuple[str, str, list[str]]])
 
 def open_store(uri_arg: str | None, launch_dir: str | os.PathLike | None = None) -> str:
     """Resolve the store like ``nets-train``; refuse a SQLite file that does not exist."""
-    uri = tracking.resolve_uri(uri_arg, launch_dir or os.getcwd())
-    db = tracking.sqlite_path(uri)
-    if db is not None and not db.is_file():
-        raise ReportError(f"no MLflow store at {db} (pass --uri, set MLFLOW_TRACKING_URI, or "
-                          "run from the directory that holds mlruns/)")
-    return uri
+    try:
+        return tracking.existing_store(uri_arg, launch_dir)
+    except FileNotFoundError as e:
+        raise ReportError(str(e)) from None
 
 
 def _search(client, exp_ids: list[str], flt: str, order_by: list[str] | None = None,

@@ -114,14 +114,11 @@ def _show(v: Any) -> str:
 # -- the store and the run ------------------------------------------------------------
 
 def open_store(uri_arg: str | None, launch_dir: str | os.PathLike | None = None) -> str:
-    """Resolve the store like ``nets-train``; refuse a SQLite file that does not exist
-    (opening it would create an empty store)."""
-    uri = tracking.resolve_uri(uri_arg, launch_dir or os.getcwd())
-    db = tracking.sqlite_path(uri)
-    if db is not None and not db.is_file():
-        raise ReproduceError(f"no MLflow store at {db} (pass --uri, set MLFLOW_TRACKING_URI, "
-                             "or run from the directory that holds mlruns/)")
-    return uri
+    """Resolve the store like ``nets-train``; refuse a SQLite file that does not exist."""
+    try:
+        return tracking.existing_store(uri_arg, launch_dir)
+    except FileNotFoundError as e:
+        raise ReproduceError(str(e)) from None
 
 
 def get_run(client, run_id: str, uri: str):

@@ -67,6 +67,20 @@ def resolve_uri(configured: str | None, launch_dir: str | os.PathLike) -> str:
     return uri
 
 
+def existing_store(configured: str | None, launch_dir: str | os.PathLike | None = None) -> str:
+    """Resolve the store like ``nets-train`` for a command that only reads it.
+
+    Raises ``FileNotFoundError`` (one line) for a SQLite file that does not exist:
+    opening it would silently create an empty store.
+    """
+    uri = resolve_uri(configured, launch_dir or os.getcwd())
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise FileNotFoundError(f"no MLflow store at {db} (pass --uri, set MLFLOW_TRACKING_URI, "
+                                "or run from the directory that holds mlruns/)")
+    return uri
+
+
 def sqlite_path(uri: str) -> Path | None:
     if uri.startswith("sqlite:///"):
         return Path(uri[len("sqlite:///"):].split("?")[0])
