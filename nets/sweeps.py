@@ -519,6 +519,10 @@ class Sweep:
 
     # -- planning -------------------------------------------------------------------
 
+    def connect(self) -> None:
+        """Reach the execution backend before anything is recorded (local: nothing to
+        do); raise ``ConfigError`` if it cannot run this sweep."""
+
     def dry_run(self) -> int:
         """Print the job list and count; record nothing (the store is only read)."""
         skip = self._finished_elsewhere(read_only=True) if self.settings.resume else {}

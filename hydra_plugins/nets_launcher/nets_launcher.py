@@ -37,12 +37,32 @@ class NetsLauncherConf:
 
 
 @dataclass
+class NetsDaskLauncherConf:
+    """``hydra/launcher=nets_dask``: the same sweep on a dask.distributed cluster
+    (``nets/distributed.py``; README "Running on a cluster")."""
+
+    _target_: str = "hydra_plugins.nets_launcher.nets_launcher.NetsDaskLauncher"
+    address: Optional[str] = None        # tcp://host:8786; null = LocalCluster on 127.0.0.1
+    n_jobs: int = -1                     # LocalCluster worker processes; -1 = one per core
+    blas_threads: Optional[int] = 1      # BLAS threads per job
+    resume: bool = False                 # skip configs that already have a FINISHED run
+    max_retries: int = 1                 # resubmissions of a job whose worker died
+    allowed_failures: int = 0            # LocalCluster's distributed.scheduler.allowed-failures
+    connect_timeout: float = 60.0        # wait for scheduler + a worker (and without workers)
+    grace_seconds: float = 5.0           # after Ctrl-C: time a job gets to end itself KILLED
+    timeout: Optional[float] = None      # per-job limit in seconds (the run ends FAILED)
+    dry_run: bool = False                # print the job list and count; run and record nothing
+
+
+@dataclass
 class NetsSweeperConf(BasicSweeperConf):
     _target_: str = "hydra_plugins.nets_launcher.nets_launcher.NetsSweeper"
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="nets", node=NetsLauncherConf,
                              provider="nets")
+ConfigStore.instance().store(group="hydra/launcher", name="nets_dask",
+                             node=NetsDaskLauncherConf, provider="nets")
 ConfigStore.instance().store(group="hydra/sweeper", name="nets", node=NetsSweeperConf,
                              provider="nets")
 
@@ -67,6 +87,16 @@ class NetsLauncher(Launcher):
         from nets.app import sweep
 
         return sweep.launch(self, job_overrides, initial_job_idx)
+
+
+class NetsDaskLauncher(NetsLauncher):
+    """Runs a batch of sweep points as dask futures (``nets.distributed``)."""
+
+    def launch(self, job_overrides: Sequence[Sequence[str]],
+               initial_job_idx: int) -> Sequence[JobReturn]:
+        from nets import distributed
+
+        return distributed.launch(self, job_overrides, initial_job_idx)
 
 
 class NetsSweeper(BasicSweeper):

@@ -123,29 +123,43 @@ def axes_of(job_overrides: Sequence[Sequence[str]]) -> dict[str, list[str]]:
     return values
 
 
-def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
-    """``NetsLauncher.launch``: plan every point, then run them (or only list them)."""
+def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
+           parse_settings=None, sweep_cls=None) -> list:
+    """``NetsLauncher.launch``: plan every point, then run them (or only list them).
+
+    ``parse_settings`` and ``sweep_cls`` let another backend (``nets.distributed``)
+    reuse all of it and change only how jobs are dispatched.
+    """
     from hydra.core.utils import JobReturn, JobStatus as HydraStatus
 
     prog = Path(sys.argv[0]).name or "nets"
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
+    sweep_cls = sweep_cls or sweeps.Sweep
+
+    def reject(e: ConfigError):
+        print(f"{prog}: config error: {e}; nothing was run or recorded", file=sys.stderr)
+        _remove_if_only_multirun_yaml(sweep_dir)
+        raise SystemExit(2) from None
+
     try:
-        settings = settings_of(launcher.params)
+        settings = (parse_settings or settings_of)(launcher.params)
         jobs, cfgs = plan(launcher.config, launcher.hydra_context.config_loader,
                           job_overrides, initial_job_idx)
     except ConfigError as e:
-        print(f"{prog}: config error: {e}; nothing was run or recorded", file=sys.stderr)
-        _remove_if_only_multirun_yaml(Path(str(launcher.config.hydra.sweep.dir)))
-        raise SystemExit(2) from None
+        reject(e)
     axes = axes_of(job_overrides)
     name = str(launcher.config.hydra.job.config_name or "config")
     if name == "config":
         name = "×".join(k for k, v in axes.items() if len(v) > 1) or "sweep"
-    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
-    sweep = sweeps.Sweep(jobs, settings, name, axes, sweep_dir)
+    sweep = sweep_cls(jobs, settings, name, axes, sweep_dir)
     if settings.dry_run:
         sweep.dry_run()
         _remove_if_only_multirun_yaml(sweep_dir)
     else:
+        try:
+            sweep.connect()
+        except ConfigError as e:
+            reject(e)
         sweep.run()
         if sweep.interrupted:
             raise SystemExit(130)  # no further batches after Ctrl-C
