@@ -277,7 +277,7 @@ class BoldDriver(Schedule):
     """
 
     def __init__(self, every: str = "epoch", increase: float = 1.05, decrease: float = 0.5,
-                 rollback: bool = False, min_lr: float = 1e-8, max_lr: float = 10.0):
+                 rollback: bool = False, min_lr: float = 1e-8, max_lr: float = 100.0):
         super().__init__(every)
         check(increase >= 1, "schedule.increase", increase, "must be >= 1")
         check(0 < decrease < 1, "schedule.decrease", decrease, "must be in (0, 1)")
