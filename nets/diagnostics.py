@@ -125,7 +125,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from nets.gradcheck import rel_error
+from nets.gradcheck import central_differences, rel_error
 from nets.layers import ActivationLayer
 from nets.registry import ConfigError, check
 
@@ -1022,20 +1022,7 @@ def gradcheck_model(model, head, X: np.ndarray, T: np.ndarray, reduction: str = 
         f0 = f()
         for name, p in m.named_params():
             analytic = p.grad.reshape(-1).copy()
-            flat = p.value.reshape(-1)
-            idx = np.arange(flat.size)
-            if max_entries is not None and flat.size > max_entries:
-                idx = np.sort(rng.choice(flat.size, max_entries, replace=False))
-            num, slack = np.empty(len(idx)), np.empty(len(idx))
-            for j, i in enumerate(idx):
-                old = flat[i]
-                flat[i] = old + eps
-                fp = f()
-                flat[i] = old - eps
-                fm = f()
-                flat[i] = old
-                num[j] = (fp - fm) / (2 * eps)
-                slack[j] = abs(fp - 2 * f0 + fm) / (2 * eps)
+            idx, num, slack = central_differences(f, p.value, eps, max_entries, rng, f0)
             a = analytic[idx]
             scale = max(1e-8, float(np.max(np.abs(a), initial=0.0) + np.max(np.abs(num),
                                                                             initial=0.0)))

@@ -24,9 +24,10 @@ def rel_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b)) / max(1e-8, np.max(np.abs(a)) + np.max(np.abs(b))))
 
 
-def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6,
-                   max_entries: int | None = None, rng: np.random.Generator | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def central_differences(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6,
+                        max_entries: int | None = None,
+                        rng: np.random.Generator | None = None, f0: float | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Central differences of scalar ``f()`` with respect to ``x`` (perturbed in place).
 
     Parameters
@@ -37,6 +38,8 @@ def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6,
         The array to perturb; restored afterwards.
     max_entries : int, optional
         Check only this many entries, drawn with ``rng`` (large layers).
+    f0 : float, optional
+        ``f()`` at the unperturbed ``x``; with it the curvature term is returned.
 
     Returns
     -------
@@ -44,13 +47,17 @@ def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6,
         Flat indices that were checked.
     grad : ndarray
         ``(f(x + eps e_i) - f(x - eps e_i)) / (2 eps)`` for each checked ``i``.
+    slack : ndarray
+        ``|f(x + eps e_i) - 2 f0 + f(x - eps e_i)| / (2 eps)``: how far ``f`` is from
+        linear across the step (large at a ReLU kink, where no finite difference can
+        match the one-sided analytic gradient). Zeros when ``f0`` is not given.
     """
     flat = x.reshape(-1)
     idx = np.arange(flat.size)
     if max_entries is not None and flat.size > max_entries:
         idx = np.sort((rng or np.random.default_rng(0)).choice(flat.size, max_entries,
                                                                  replace=False))
-    g = np.empty(len(idx))
+    g, slack = np.empty(len(idx)), np.zeros(len(idx))
     for j, i in enumerate(idx):
         old = flat[i]
         flat[i] = old + eps
@@ -59,6 +66,16 @@ def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6,
         fm = f()
         flat[i] = old
         g[j] = (fp - fm) / (2 * eps)
+        if f0 is not None:
+            slack[j] = abs(fp - 2 * f0 + fm) / (2 * eps)
+    return idx, g, slack
+
+
+def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6,
+                   max_entries: int | None = None, rng: np.random.Generator | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``(idx, grad)`` of ``central_differences`` (no curvature term)."""
+    idx, g, _ = central_differences(f, x, eps, max_entries, rng)
     return idx, g
 
 
