@@ -17,7 +17,7 @@ gradient norm below ``tol``), ``max_steps``, ``early_stopped`` and ``diverged``
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -165,7 +165,7 @@ def check_combination(output: Activation, loss: Loss, target: Target, data: Data
 
 class Trainer:
     """Runs the loop; hooks read its attributes (``model``, ``step``, ``epoch``, ``lr``,
-    ``batch_loss``, ``X_probe`` ...) while it runs.
+    ``batch_loss`` ...) while it runs.
 
     Parameters
     ----------
@@ -455,7 +455,3 @@ def train(cfg: Mapping[str, Any], callbacks: list[Callback] = (), hooks: list = 
     """Build and train from a plain config; returns the run's objects and its result."""
     run = build_run(cfg, data)
     return run, run.trainer().run(callbacks, hooks)
-
-
-def settings_dict(settings: TrainSettings) -> dict:
-    return asdict(settings)

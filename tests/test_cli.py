@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _data import write_tiny_mnist
 import yaml
 
 pytestmark = pytest.mark.slow
@@ -103,17 +104,6 @@ def artifact_dir(run) -> Path:
     uri = run.info.artifact_uri
     assert uri.startswith("file:"), uri
     return Path(urllib.request.url2pathname(urllib.parse.urlparse(uri).path))
-
-
-def write_tiny_mnist(directory: Path, n: int = 40) -> Path:
-    from nets.datasets import MNIST_FILES, write_idx
-
-    directory.mkdir(parents=True, exist_ok=True)
-    r = np.random.default_rng(0)
-    img, lab = MNIST_FILES["train"]
-    write_idx(directory / img, r.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-    write_idx(directory / lab, (np.arange(n) % 10).astype(np.uint8))
-    return directory
 
 
 def mnist_args(tmp: Path) -> list[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _data import write_tiny_mnist
 import yaml
 from hydra import compose, initialize_config_dir
 
@@ -45,17 +46,6 @@ def write_tiny_csv(path: Path, n: int = 40, n_features: int = 3, n_classes: int 
             for i in range(n)]
     path.write_text("\n".join(rows) + "\n")
     return path
-
-
-def write_tiny_mnist(directory: Path, n: int = 40) -> Path:
-    from nets.datasets import MNIST_FILES, write_idx
-
-    directory.mkdir(parents=True, exist_ok=True)
-    r = np.random.default_rng(0)
-    img, lab = MNIST_FILES["train"]
-    write_idx(directory / img, r.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-    write_idx(directory / lab, (np.arange(n) % 10).astype(np.uint8))
-    return directory
 
 
 # -- files <-> registries -------------------------------------------------------------
