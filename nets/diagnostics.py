@@ -80,9 +80,12 @@ verdict                         fires when (defaults)
                                 predictions while the most frequent label is at most
                                 ``collapse_max_majority`` (0.5) of the validation labels.
 ``saturated_units``             at the end a sigmoid/tanh hidden layer has >= ``saturated_fraction``
-                                (0.5) of its probe outputs near a bound.
+                                (0.5) of its probe outputs near a bound, unless the model
+                                removed >= ``units_ok_gain`` (0.8) of the baseline's error at
+                                the last epoch (see ``nothing_learned``): then the units did not
+                                stop it, and the ``healthy`` evidence mentions them instead.
 ``dead_units``                  at the end a ReLU-family layer has >= ``dead_fraction`` (0.5) of
-                                its units dead on the whole probe batch.
+                                its units dead on the whole probe batch (same exception).
 ``lr_too_low``                  all of (needs >= 4 trained epochs): the median over epochs >= 1 of
                                 the largest layer update ratio is < ``lr_too_low_ratio`` (1e-3);
                                 the training loss fell, but by < ``lr_too_low_drop`` (0.5) of its
@@ -97,13 +100,20 @@ verdict                         fires when (defaults)
                                 beat the baseline there by memorising). Error: ``1 - accuracy``
                                 against the majority-class predictor; MAE against predicting the
                                 training mean. Not reported when ``diverged``, ``class_collapse``
-                                or ``lr_too_low`` fired: they already say why.
-``loss_accuracy_divergence``    the loss fell by >= ``divergence_loss_drop`` (0.1) of its epoch-0
+                                or ``lr_too_low`` fired (they already say why), nor when
+                                ``loss_accuracy_divergence`` found the loss still falling.
+``loss_accuracy_divergence``    the loss fell by >= ``divergence_loss_drop`` (0.05) of its epoch-0
                                 value while the accuracy moved by < ``divergence_acc_points``
-                                (0.01) between epoch 0 and the end (classification only). The
-                                evidence: true-class score, margin and the share of changed
-                                predictions over the same epochs ("confidence moved, the arg-max
-                                did not" when < ``divergence_changed`` (0.05) changed per epoch).
+                                (0.05) between epoch 0 and the end (classification only). The
+                                evidence: true-class score and margin over the same epochs, and
+                                the share of predictions that changed class per epoch in the
+                                second half ("confidence moved, the arg-max did not" when <
+                                ``divergence_changed`` (0.05)). When the loss still falls in >=
+                                ``lr_too_low_steady`` of the second half's epochs with the
+                                margin <= 0, the run is slow rather than stuck: the advice is
+                                a larger rate or more epochs (unless ``diverged``,
+                                ``class_collapse``, ``saturated_units`` or ``dead_units``
+                                explain it) and ``nothing_learned`` is not reported.
 ``overfitting``                 the ``overfit_window``-epoch (3) moving average of the validation
                                 loss ends >= ``overfit_rise`` (0.1) above its minimum while the
                                 training loss average fell after that minimum (needs a held-out
@@ -165,10 +175,10 @@ class DiagnosticsSettings:
         float64 copy; correct code gives ~1e-9, the stories' bugs ~1).
     gradcheck_batch : int
         Training rows used by the check.
-    collapse_share, collapse_max_majority, saturated_fraction, dead_fraction, explode_factor,
-    lr_too_low_ratio, lr_too_low_drop, lr_too_low_steady, lr_too_low_grad, nothing_margin,
-    nothing_margin_train, divergence_loss_drop, divergence_acc_points, divergence_changed,
-    overfit_rise, overfit_window, warn_patience
+    collapse_share, collapse_max_majority, saturated_fraction, dead_fraction, units_ok_gain,
+    explode_factor, lr_too_low_ratio, lr_too_low_drop, lr_too_low_steady, lr_too_low_grad,
+    nothing_margin, nothing_margin_train, divergence_loss_drop, divergence_acc_points,
+    divergence_changed, overfit_rise, overfit_window, warn_patience
         Rule thresholds; see the table in the module docstring.
     """
 
@@ -182,6 +192,7 @@ class DiagnosticsSettings:
     collapse_max_majority: float = 0.5
     saturated_fraction: float = 0.5
     dead_fraction: float = 0.5
+    units_ok_gain: float = 0.8
     explode_factor: float = 10.0
     lr_too_low_ratio: float = 1e-3
     lr_too_low_drop: float = 0.5
@@ -189,8 +200,8 @@ class DiagnosticsSettings:
     lr_too_low_grad: float = 0.5
     nothing_margin: float = 0.05
     nothing_margin_train: float = 0.25
-    divergence_loss_drop: float = 0.1
-    divergence_acc_points: float = 0.01
+    divergence_loss_drop: float = 0.05
+    divergence_acc_points: float = 0.05
     divergence_changed: float = 0.05
     overfit_rise: float = 0.1
     overfit_window: int = 3
@@ -206,9 +217,9 @@ class DiagnosticsSettings:
             else:
                 check(_is_num(v) and v > 0, key, v, "must be a number > 0")
         for name in ("collapse_share", "collapse_max_majority", "saturated_fraction",
-                     "dead_fraction", "lr_too_low_drop", "lr_too_low_steady", "lr_too_low_grad",
-                     "nothing_margin", "nothing_margin_train", "divergence_loss_drop",
-                     "divergence_acc_points", "divergence_changed"):
+                     "dead_fraction", "units_ok_gain", "lr_too_low_drop", "lr_too_low_steady",
+                     "lr_too_low_grad", "nothing_margin", "nothing_margin_train",
+                     "divergence_loss_drop", "divergence_acc_points", "divergence_changed"):
             v = getattr(self, name)
             check(v <= 1, f"diagnostics.{name}", v, "must be in (0, 1]")
         check(self.saturation_eps < 0.5, "diagnostics.saturation_eps", self.saturation_eps,
@@ -656,11 +667,19 @@ def _class_collapse(h, info, s) -> Verdict | None:
     return Verdict("class_collapse", text, advice + _cfg_hint(info), nums)
 
 
+def _learned_despite_units(h, info, s) -> float | None:
+    """The final gain when it is at least ``units_ok_gain``: saturated or dead units did
+    not stop this model (story 4's summed gradients at lr 0.01 reach 92-94% with half the
+    tanh outputs at +-1), so they are not what went wrong."""
+    g = _gain(h, info, last=True)
+    return g[2] if g is not None and g[2] >= s.units_ok_gain else None
+
+
 def _units(h, info, s, group: str) -> Verdict | None:
     thr = s.saturated_fraction if group == "saturated" else s.dead_fraction
     bad = {k.rsplit("/", 1)[1]: float(h[k][-1]) for k in _layer_keys(h, group)
            if len(h[k]) and h[k][-1] >= thr}
-    if not bad:
+    if not bad or _learned_despite_units(h, info, s):
         return None
     layers = ", ".join(f"{name} {v:.0%}" for name, v in bad.items())
     nums = {f"{group}/{k}": v for k, v in bad.items()}
@@ -729,8 +748,13 @@ def _lr_too_low(h, info, s) -> Verdict | None:
                    f"{len(loss) - 1} epochs ({_fmt(loss[0])} -> {_fmt(loss[-1])}), and the "
                    f"gradient is still {kept:.0%} of its size in the first epochs, so the "
                    "slope is there; the steps are just too small."
-                   + (f" Learning rate: {lr[-1]:g}." if lr is not None else ""),
-                   "Raise optimizer.lr (try 10x), or let it adapt: schedule=bold_driver raises "
+                   + (f" Learning rate: {lr[-1]:g}." if lr is not None else "")
+                   + (f" The run then stopped at the gradient tolerance ({info.reason}) while "
+                      "the loss was still falling: the tolerance ended it, not a minimum."
+                      if info.outcome == "converged" else ""),
+                   ("Lower train.tol (10x per step) so the run goes on, or raise "
+                    if info.outcome == "converged" else "Raise ")
+                   + "optimizer.lr (try 10x), or let it adapt: schedule=bold_driver raises "
                    "the rate while the loss falls (story 1's fix)."
                    + (" This run is full-batch, one step per epoch: mini-batches "
                       "(train.batch_size=32) take many." if "train.batch_size" in info.config
@@ -738,23 +762,40 @@ def _lr_too_low(h, info, s) -> Verdict | None:
                    nums)
 
 
+def _gain(h, info, last: bool = False) -> tuple[float, float, float] | None:
+    """``(value, baseline, gain)``: ``gain`` is the share of the baseline's error the model
+    removed, from the best trained epoch (``last``: the last epoch). Classification: error
+    ``1 - accuracy`` against always predicting the most frequent class (or chance, if
+    higher); regression: MAE against predicting the training mean. ``None`` without the
+    curve or baseline."""
+    prefix = "val" if "val/loss" in h else "train"
+    cls = info.task == "classification"
+    curve = _series(h, f"{prefix}/{'accuracy' if cls else 'mae'}")
+    if cls:
+        base = (None if info.majority_accuracy is None
+                else max(info.majority_accuracy, info.chance_accuracy or 0.0))
+    else:
+        base = info.baseline_mae if info.baseline_mae and info.baseline_mae > 0 else None
+    if curve is None or base is None or len(curve) < 2:  # nothing trained, nothing to judge
+        return None
+    trained = curve[1:][np.isfinite(curve[1:])]
+    if trained.size == 0:
+        return None
+    if cls:
+        v = float(trained[-1] if last else trained.max())
+        return v, base, 1.0 - (1.0 - v) / max(1e-12, 1.0 - base)
+    v = float(trained[-1] if last else trained.min())
+    return v, base, 1.0 - v / base
+
+
 def _nothing_learned(h, info, s) -> Verdict | None:
     margin = s.nothing_margin_train if info.val_is_train else s.nothing_margin
-    prefix = "val" if "val/loss" in h else "train"
     where = "training set (used for validation)" if info.val_is_train else "validation set"
+    g = _gain(h, info)
+    if g is None or g[2] >= margin:
+        return None
+    best, base, gain = g
     if info.task == "classification":
-        acc = _series(h, f"{prefix}/accuracy")
-        maj = info.majority_accuracy
-        if acc is None or maj is None or len(acc) < 2:  # nothing trained, nothing to judge
-            return None
-        base = max(maj, info.chance_accuracy or 0.0)
-        trained = acc[1:][np.isfinite(acc[1:])]
-        if trained.size == 0:
-            return None
-        best = float(trained.max())
-        gain = 1.0 - (1.0 - best) / max(1e-12, 1.0 - base)
-        if gain >= margin:
-            return None
         nums = {"best_accuracy": best, "baseline_accuracy": base, "gain": gain,
                 "margin": margin}
         text = (f"The best accuracy on the {where} was {best:.1%}; always predicting the most "
@@ -762,17 +803,6 @@ def _nothing_learned(h, info, s) -> Verdict | None:
                 f"model removed {max(gain, 0):.1%} of that baseline's errors "
                 f"(needed: {margin:.0%}).")
     else:
-        mae = _series(h, f"{prefix}/mae")
-        base = info.baseline_mae
-        if mae is None or base is None or base <= 0 or len(mae) < 2:
-            return None
-        trained = mae[1:][np.isfinite(mae[1:])]
-        if trained.size == 0:
-            return None
-        best = float(trained.min())
-        gain = 1.0 - best / base
-        if gain >= margin:
-            return None
         nums = {"best_mae": best, "baseline_mae": base, "gain": gain, "margin": margin}
         text = (f"The best MAE on the {where} was {_fmt(best)}; predicting the training mean "
                 f"for every input gives {_fmt(base)}. The model is only {max(gain, 0):.1%} "
@@ -791,27 +821,40 @@ def _divergence(h, info, s) -> Verdict | None:
     if info.task != "classification":
         return None
     prefix, loss, acc = _curves(h)
-    if loss is None or acc is None or len(loss) < 2 or not np.all(np.isfinite(loss)):
+    if loss is None or acc is None or len(loss) < 2 or len(acc) != len(loss) \
+            or not np.all(np.isfinite(loss)):
         return None
     drop = float((loss[0] - loss[-1]) / loss[0]) if loss[0] > 0 else 0.0
     moved = float(acc[-1] - acc[0])
     if not (drop >= s.divergence_loss_drop and abs(moved) < s.divergence_acc_points):
         return None
+    best = int(np.nanargmax(acc))
     nums = {"loss_first": float(loss[0]), "loss_last": float(loss[-1]), "loss_drop": drop,
-            "accuracy_first": float(acc[0]), "accuracy_last": float(acc[-1])}
+            "accuracy_first": float(acc[0]), "accuracy_last": float(acc[-1]),
+            "accuracy_best": float(acc[best])}
     text = (f"The {prefix} loss fell {drop:.0%} ({_fmt(loss[0])} -> {_fmt(loss[-1])}) over "
             f"{len(loss) - 1} epochs while the {prefix} accuracy moved {moved * 100:+.2f} points "
-            f"({acc[0]:.1%} -> {acc[-1]:.1%}).")
+            f"({acc[0]:.1%} -> {acc[-1]:.1%}")
+    # "rises a little and then drops back" (story 3) is the same symptom: say so
+    text += (f"; best {acc[best]:.1%} at epoch {best})." if acc[best] - acc[-1] >= 0.01
+             else ").")
+    # The second half is where "still falling" is judged (as in lr_too_low): a loss that
+    # keeps falling there while the decisions stay put is confidence, not learning.
+    half = len(loss) // 2
+    late = np.diff(loss[half:])
+    falling = float(np.mean(late < 0)) if late.size else 0.0
+    nums["falling_share"] = falling
     ts, mg, ch = (_series(h, f"health/pred/{k}") for k in ("true_class_score", "margin",
                                                            "changed"))
-    if ts is not None and mg is not None and ch is not None:
-        changed = float(np.mean(ch[1:])) if len(ch) > 1 else 0.0
+    if ts is not None and mg is not None and ch is not None and len(ch) == len(loss):
+        changed = float(np.mean(ch[max(1, half):])) if len(ch) > 1 else 0.0
         nums.update(true_class_score_first=float(ts[0]), true_class_score_last=float(ts[-1]),
-                    margin_first=float(mg[0]), margin_last=float(mg[-1]), mean_changed=changed)
+                    margin_first=float(mg[0]), margin_last=float(mg[-1]), late_changed=changed)
         text += (f" Over the same epochs the mean output for the true class went {_fmt(ts[0])} "
-                 f"-> {_fmt(ts[-1])}, the mean margin (true class minus the best other class) "
-                 f"{_fmt(mg[0])} -> {_fmt(mg[-1])}, and on average {changed:.1%} of the probe "
-                 "predictions changed class per epoch.")
+                 f"-> {_fmt(ts[-1])} and the mean margin (true class minus the best other "
+                 f"class) {_fmt(mg[0])} -> {_fmt(mg[-1])}. In the second half (epochs {half}-"
+                 f"{len(loss) - 1}) the loss went {_fmt(loss[half])} -> {_fmt(loss[-1])} while "
+                 f"on average {changed:.1%} of the probe predictions changed class per epoch.")
         if changed < s.divergence_changed:
             text += (" So the outputs changed without changing which class scores highest: "
                      "confidence moved, the arg-max did not.")
@@ -825,12 +868,38 @@ def _divergence(h, info, s) -> Verdict | None:
                      "score highest, so the accuracy stays where it was.")
     text += (" The loss rewards every output for moving toward its target; accuracy only counts "
              "which output is largest.")
-    return Verdict("loss_accuracy_divergence", text,
-                   "Read the other verdicts for the cause (too small a learning rate, collapse, "
-                   "saturation). Watch health/pred/margin and health/pred/changed: accuracy moves "
-                   "only once the margin turns positive. softmax + cross_entropy ties the loss "
-                   "more closely to the arg-max than squared error on sigmoid/tanh outputs.",
-                   nums)
+    advice = ("Read the other verdicts for the cause (too small a learning rate, collapse, "
+              "saturation). Watch health/pred/margin and health/pred/changed: accuracy moves "
+              "only once the margin turns positive."
+              + ("" if info.config.get("loss") == "cross_entropy" else
+                 " softmax + cross_entropy ties the loss more closely to the arg-max than "
+                 "squared error on sigmoid/tanh outputs."))
+    if falling >= s.lr_too_low_steady and (mg is None or mg[-1] <= 0):
+        nums["still_falling"] = 1.0  # diagnose() decides what that means (_still_falling)
+    return Verdict("loss_accuracy_divergence", text, advice, nums)
+
+
+# Verdicts that explain a stuck accuracy by steps that were too large or units that stopped:
+# with one of them, a loss still creeping down is not a reason to raise the rate.
+_STEP_CAUSES = ("diverged", "class_collapse", "saturated_units", "dead_units")
+
+
+def _still_falling(out: list[Verdict]) -> list[Verdict]:
+    """Adjust the verdicts when ``loss_accuracy_divergence`` found the loss still falling
+    steadily with a negative margin: that is "not yet", not "nothing to learn" (story 4's
+    MSE at mean/lr 0.01 on digits: 12% after 5 epochs, 52% at lr 0.1), so drop
+    ``nothing_learned`` (its advice is to check the data) and, unless a step-size cause was
+    found, advise a larger rate (story 3 at lr 1e-4)."""
+    div = next((v for v in out if v.name == "loss_accuracy_divergence"), None)
+    if div is None or not div.numbers.get("still_falling"):
+        return out
+    out = [v for v in out if v.name != "nothing_learned"]
+    if not any(v.name in _STEP_CAUSES for v in out):
+        div.advice = (f"The loss still fell in {div.numbers['falling_share']:.0%} of the second "
+                      "half's epochs: this run is slow, not finished. Raise optimizer.lr (try "
+                      "10x) or train longer; a sweep over optimizer.lr shows the rate at which "
+                      "confidence turns into decisions. " + div.advice)
+    return out
 
 
 def _overfitting(h, info, s) -> Verdict | None:
@@ -907,12 +976,13 @@ def diagnose(history: Mapping[str, list], info: RunInfo | Mapping[str, Any] | No
                 v.numbers = {k: float(x) for k, x in v.numbers.items()
                              if _is_num(x) or (isinstance(x, float) and math.isnan(x))}
                 out.append(v)
+    out = _still_falling(out)
     if not out:
-        out.append(_healthy(history, info))
+        out.append(_healthy(history, info, s))
     return out
 
 
-def _healthy(h, info: RunInfo) -> Verdict:
+def _healthy(h, info: RunInfo, s: DiagnosticsSettings) -> Verdict:
     prefix, loss, acc = _curves(h)
     nums: dict[str, Any] = {}
     parts = ["No rule fired."]
@@ -928,6 +998,15 @@ def _healthy(h, info: RunInfo) -> Verdict:
         parts.append(f"Final {prefix} MAE {_fmt(mae[-1])}"
                      + (f" (predicting the mean: {_fmt(info.baseline_mae)})."
                         if info.baseline_mae is not None else "."))
+    gain = _learned_despite_units(h, info, s)
+    if gain is not None:
+        for group, thr, what in (("saturated", s.saturated_fraction, "of its outputs at a bound"),
+                                 ("dead", s.dead_fraction, "of its units dead")):
+            for k in _layer_keys(h, group):
+                if len(h[k]) and h[k][-1] >= thr:
+                    nums[k] = float(h[k][-1])
+                    parts.append(f"{k.rsplit('/', 1)[1]} has {h[k][-1]:.0%} {what}; harmless "
+                                 f"here: the model removed {gain:.0%} of the baseline's error.")
     return Verdict("healthy", " ".join(parts), "Nothing to fix; compare settings in a sweep.",
                    nums)
 

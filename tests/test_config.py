@@ -149,7 +149,7 @@ STORY_CHECKS = {
     "story2": ([], {"model.hidden": [3], "model.bias_input": -1.0, "loss.name": "sse",
                     "target.name": "raw", "train.reduction": "sum", "train.tol": 0.01}),
     "story3": (["dataset.n_samples=130"], {"model.name": "cnn", "model.hidden": [],
-                                           "model.dropout": 0.25, "optimizer.name": "adam",
+                                           "model.dropout": 0.25, "optimizer.name": "momentum",
                                            "optimizer.lr": 0.0001, "dataset.n_classes": 13}),
     "story4": ([], {"model.activation": "tanh", "model.output": "tanh", "loss.name": "mse",
                     "target.name": "plus_minus_one", "train.batch_size": 100,

@@ -126,14 +126,20 @@ def _collapse():
     return h, CLS
 
 
+def _stalled(h):
+    """Accuracy stops at 55%: the units' state matters (at 97% it would not)."""
+    h["val/accuracy"] = _curve(0.1, 0.55, shape=3)
+    return h
+
+
 def _saturated():
-    h = healthy_history()
+    h = _stalled(healthy_history())
     h["health/saturated/activation2"] = [0.01] + [0.96] * E
     return h, CLS
 
 
 def _dead():
-    h = healthy_history()
+    h = _stalled(healthy_history())
     h["health/dead/activation1"] = [0.03] + [0.9] * E
     return h, CLS
 
@@ -248,6 +254,19 @@ def test_thresholds_come_from_the_settings():
         collapse_share=1.0, collapse_max_majority=0.05)))
 
 
+@pytest.mark.parametrize("key", ["health/saturated/activation1", "health/dead/activation1"])
+def test_units_that_did_not_stop_a_good_model_are_a_remark_not_a_verdict(key):
+    """Story 4's sum/lr 0.01 runs: 92-94% with half the tanh outputs at +-1."""
+    h = healthy_history()  # 97% against a 10.3% majority: 97% of the errors removed
+    h[key] = [0.01] + [0.9] * E
+    v = diagnose(h, CLS)
+    assert names(v) == ["healthy"]
+    assert "activation1 has 90%" in v[0].evidence and "harmless" in v[0].evidence
+    # The same history at 55% is a problem, and a stricter gain keeps the verdict at 97%.
+    assert names(diagnose(_stalled(healthy_history()) | {key: h[key]}, CLS))[0] != "healthy"
+    assert names(diagnose(h, CLS, DiagnosticsSettings(units_ok_gain=1.0)))[0] != "healthy"
+
+
 def test_collapse_needs_balanced_labels():
     h, _ = _collapse()
     skewed = RunInfo(task="classification", chance_accuracy=0.5, majority_accuracy=0.9)
@@ -272,6 +291,59 @@ def test_divergence_evidence_says_why():
     assert "35%" in v.evidence and "+0.50 points" in v.evidence
     assert "arg-max did not" in v.evidence  # 1% changed per epoch < divergence_changed
     assert v.numbers["true_class_score_last"] == pytest.approx(0.45)
+
+
+def test_divergence_of_a_slow_run_points_at_the_rate():
+    """Story 3 at lr 1e-4 (momentum, measured): the loss falls 7% in 15 epochs, accuracy
+    rises a little and drops back, the margin stays negative."""
+    n = 16
+    h = healthy_history()
+    h = {k: v for k, v in h.items() if not k.startswith("health/pred/")}
+    h["val/loss"] = _curve(2.686, 2.500, n, shape=2)
+    h["train/loss"] = _curve(2.716, 2.490, n, shape=2)
+    h["val/accuracy"] = [0.092, 0.092, 0.092, 0.104, 0.123, 0.138, 0.135, 0.127, 0.127,
+                         0.131, 0.115, 0.112, 0.115, 0.119, 0.115, 0.112]
+    h["health/pred/true_class_score"] = _curve(0.0807, 0.0849, n)
+    h["health/pred/margin"] = _curve(-0.098, -0.029, n, shape=2)
+    h["health/pred/changed"] = [0.0, 0.09, 0.14, 0.16, 0.16, 0.16, 0.07, 0.1, 0.07, 0.05,
+                                0.08, 0.02, 0.04, 0.04, 0.02, 0.05]
+    v = next(v for v in diagnose(h, CLS) if v.name == "loss_accuracy_divergence")
+    assert "fell 7%" in v.evidence and "best 13.8% at epoch 5" in v.evidence
+    assert "arg-max did not" in v.evidence  # 4.6% changed per epoch in epochs 8-15
+    assert v.numbers["late_changed"] == pytest.approx(0.04625)
+    assert "slow, not finished" in v.advice and "optimizer.lr" in v.advice
+    # Adam at the same rate moved the accuracy 11.6 points: that is learning, not this.
+    h["val/accuracy"][-1] = 0.208
+    assert "loss_accuracy_divergence" not in names(diagnose(h, CLS))
+
+
+def test_a_loss_still_falling_is_not_nothing_learned():
+    """Story 4 on digits, MSE against +-1 at mean/lr 0.01 (measured): 12.3% after 5 epochs,
+    but the loss falls in every epoch; lr 0.1 reaches 52%. "Check the data" is wrong here."""
+    h, info = _nothing_learned_classification()
+    h["val/loss"] = [1.14, 0.83, 0.62, 0.50, 0.46, 0.42] + [0.41 - 0.01 * i for i in range(E - 5)]
+    h["health/pred/margin"] = _curve(-0.425, -0.234)
+    assert names(diagnose(h, info)) == ["loss_accuracy_divergence"]
+    # Collapsed with 100x steps (story 4 at sum/0.1): the loss creeps down, but a larger
+    # rate is the wrong advice.
+    collapsed = {**h, "health/pred/top_class_share": [0.2] + [1.0] * E}
+    v = diagnose(collapsed, info)
+    assert names(v) == ["class_collapse", "loss_accuracy_divergence"]
+    assert "slow, not finished" not in v[1].advice
+    h["val/loss"][-1] = h["val/loss"][-3] + 0.1  # stalled: the data may well be the problem
+    h["val/loss"][-2] = h["val/loss"][-3] + 0.05
+    assert "nothing_learned" in names(diagnose(h, info))
+
+
+def test_lr_too_low_that_stopped_at_the_tolerance_names_the_tolerance():
+    """Story 2's tiny set with tol 1: stopped after 95 iterations, still falling."""
+    h, info = _lr_too_low()
+    stopped = RunInfo(**{**info.__dict__, "outcome": "converged",
+                         "reason": "squared gradient norm 0.998 < tol 1 after 95 steps"})
+    v = next(v for v in diagnose(h, stopped) if v.name == "lr_too_low")
+    assert "tol 1 after 95 steps" in v.evidence and v.advice.startswith("Lower train.tol")
+    plain = next(v for v in diagnose(h, info) if v.name == "lr_too_low")
+    assert "tolerance" not in plain.evidence and plain.advice.startswith("Raise optimizer.lr")
 
 
 def test_nothing_learned_is_stricter_when_validating_on_the_training_set():

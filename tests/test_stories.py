@@ -83,16 +83,24 @@ def test_story2_tolerance_helps_learnable_data_and_nothing_helps_random(tmp_path
         assert abs(rand.data.metrics["final/val_mae"] - base) < 0.25 * base
 
 
-def test_story3_low_rate_lags_a_better_one(tmp_path):
-    # Full size: 1,300 images, lr 1e-4/1e-3/1e-2, 10 epochs.
-    runs = sweep(tmp_path, "story3", "optimizer.lr=0.0001,0.003", "dataset.n_samples=390",
-                 "train.epochs=3")
+def test_story3_low_rate_loss_falls_while_accuracy_stays_and_a_larger_rate_learns(tmp_path):
+    # Full size (the sweep as written, 15 epochs): lr 1e-4 / 1e-3 / 1e-2 -> 13.8% best,
+    # 11.2% at the end / 54.2% / 97.7%. Here the two ends, at full size (~20 s).
+    runs = sweep(tmp_path, "story3", "optimizer.lr=0.0001,0.01")
     assert len(runs) == 2
     low = pick(runs, optimizer__lr=0.0001)
-    good = pick(runs, optimizer__lr=0.003)
-    acc = lambda r: r.data.metrics["best/val_accuracy"]
-    assert acc(good) > acc(low) + 0.1, (acc(good), acc(low))
-    assert "nets.diagnosis" in low.data.tags
+    good = pick(runs, optimizer__lr=0.01)
+    assert "loss_accuracy_divergence" in verdicts(low), verdicts(low)
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient("sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db"))
+    loss = [p.value for p in sorted(c.get_metric_history(low.info.run_id, "val/loss"),
+                                    key=lambda p: p.step)]
+    assert len(loss) == 16 and all(b < a for a, b in zip(loss, loss[1:]))  # falls every epoch
+    m = low.data.metrics
+    assert m["final/val_accuracy"] < 0.2 and m["health/pred/margin"] < 0  # chance is 1/13
+    assert good.data.metrics["best/val_accuracy"] > 0.8
+    assert good.data.metrics["health/pred/margin"] > 0
 
 
 def test_story4_summed_gradients_collapse_and_mean_fixes_it(tmp_path):
