@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 from matplotlib.figure import Figure
 
 TRAIN_COLOR, VAL_COLOR = "tab:blue", "tab:orange"  # the stories' blue/orange convention
+LR_COLOR = "tab:green"
 
 
 def curves_figure(history: Mapping[str, Sequence[float]], chance: float | None = None,
@@ -37,7 +38,7 @@ def curves_figure(history: Mapping[str, Sequence[float]], chance: float | None =
         ax.legend(loc="best", fontsize=8)
     if "lr" in history:
         ax = axes[-1]
-        ax.plot(range(len(history["lr"])), history["lr"], color="tab:green")
+        ax.plot(range(len(history["lr"])), history["lr"], color=LR_COLOR)
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("learning rate")

@@ -11,7 +11,7 @@ run and its children, tag ``mlflow.parentRunId``) and
   KILLED runs are listed at the bottom with their error, never hidden;
 - writes ``report.png`` (one panel pair per config, ranked: loss above, accuracy or
   MAE below, train blue, validation orange, chance accuracy or the baseline MAE
-  dashed grey; configs that differ only by ``seed`` drawn as mean ± std bands; the
+  dashed grey; the learning rate in green under them when a run's schedule adapts it; configs that differ only by ``seed`` drawn as mean ± std bands; the
   first ``--top`` configs), ``report.html`` (one self-contained file, no server:
   click-to-sort tables of every config and every run, each run's curves as inline
   SVG; no cap on run count) and ``report.csv`` (one row per run), and logs the three
@@ -71,7 +71,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from nets import tracking
-from nets.plots import TRAIN_COLOR, VAL_COLOR
+from nets.plots import LR_COLOR, TRAIN_COLOR, VAL_COLOR
 
 PROG = "nets-report"
 SEED_KEY = "seed"
@@ -906,6 +906,29 @@ def write_csv(report: Report, path: Path) -> None:
 
 # -- the PNG grid ---------------------------------------------------------------------------
 
+def adaptive(run: RunRow) -> bool:
+    """Whether the run's schedule can change the rate (anything but ``constant``)."""
+    name = run.params.get("schedule.name", run.params.get("schedule"))
+    return name is not None and name != "constant"
+
+
+def _draw_lr(ax, runs: Sequence[RunRow]) -> None:
+    """Each run's learning rate (seeds of one config can cut at different epochs)."""
+    from matplotlib.ticker import NullFormatter
+
+    curves = [r.curves["lr"] for r in runs if "lr" in r.curves]
+    for s, v in curves:
+        ax.plot(s, v, color=LR_COLOR, linewidth=1.0 if len(curves) == 1 else 0.7,
+                alpha=1.0 if len(curves) == 1 else 0.6)
+    pos = np.concatenate([v[np.isfinite(v) & (v > 0)] for _, v in curves] or [np.zeros(0)])
+    if pos.size:  # rates read in decades; at least one decade, so a flat rate is a level
+        lo, hi = float(pos.min()), float(pos.max())
+        pad = max(1.0, math.sqrt(10 * lo / hi)) * 1.3
+        ax.set_yscale("log")
+        ax.set_ylim(lo / pad, hi * pad)
+        ax.yaxis.set_minor_formatter(NullFormatter())  # decades only: 2e-1, 3e-1 ... crowd
+
+
 def _second(runs: Sequence[RunRow]) -> str:
     return "accuracy" if any("val/accuracy" in r.curves or "train/accuracy" in r.curves
                              for r in runs) else "mae"
@@ -960,7 +983,8 @@ def _draw(ax, runs: Sequence[RunRow], metric: str) -> None:
 
 def grid_figure(report: Report, top: int = DEFAULT_TOP):
     """One panel pair per config in ranked order (``top`` of them; 0 = all): loss above,
-    accuracy (or MAE) below; ``None`` when no run has a curve."""
+    accuracy (or MAE) below, and the learning rate under them when a run has its curve
+    (adaptive schedules); ``None`` when no run has a curve."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -975,18 +999,23 @@ def grid_figure(report: Report, top: int = DEFAULT_TOP):
     n = len(groups)
     cols = min(n, max(1, math.ceil(math.sqrt(n * 1.4))), 8)
     rows = math.ceil(n / cols)
-    w_in, h_in = max(3.1 * cols + 0.4, 7.0), 3.0 * rows + 1.2
+    with_lr = any("lr" in r.curves for g in groups for r in g.runs)
+    w_in, h_in = max(3.1 * cols + 0.4, 7.0), (3.9 if with_lr else 3.0) * rows + 1.2
     fig = Figure(figsize=(w_in, h_in), dpi=100)
     fig.subplots_adjust(left=0.6 / w_in, right=1 - 0.15 / w_in, bottom=0.45 / h_in,
-                        top=1 - 1.05 / h_in, wspace=0.28, hspace=0.42)
+                        top=1 - 1.05 / h_in, wspace=0.28, hspace=0.3 if with_lr else 0.42)
     outer = fig.add_gridspec(rows, cols)
     unit = any(len(g.runs) > 1 for g in groups)
     drawn: set[str] = set()
     for i, g in enumerate(groups):
         r, c = divmod(i, cols)
-        inner = outer[r, c].subgridspec(2, 1, hspace=0.06)
+        inner = outer[r, c].subgridspec(3 if with_lr else 2, 1, hspace=0.06,
+                                        height_ratios=[1, 1, 0.7] if with_lr else None)
         ax_l = fig.add_subplot(inner[0])
         ax_s = fig.add_subplot(inner[1], sharex=ax_l)
+        ax_r = fig.add_subplot(inner[2], sharex=ax_l) if with_lr else None
+        if ax_r is not None:
+            _draw_lr(ax_r, g.runs)
         second = _second(g.runs)
         _draw(ax_l, g.runs, "loss")
         _draw(ax_s, g.runs, second)
@@ -1013,19 +1042,27 @@ def grid_figure(report: Report, top: int = DEFAULT_TOP):
         # at draw time, which cost more than the curves on a big grid.
         ax_l.text(0, 1.03, f"{label}\n{report.metric} {value or '—'}{n_txt}", fontsize=7,
                   transform=ax_l.transAxes, va="bottom", ha="left")
-        for ax in (ax_l, ax_s):
+        bottom = ax_r or ax_s
+        for ax in (ax_l, ax_s, ax_r):
+            if ax is None:
+                continue
             ax.tick_params(labelsize=6, length=2)
             ax.grid(True, linewidth=0.3, alpha=0.5)
             if ax.get_yscale() == "linear":
                 ax.yaxis.set_major_locator(MaxNLocator(4))
-        ax_l.tick_params(labelbottom=False)
+            if ax is not bottom:
+                ax.tick_params(labelbottom=False)
         if c == 0:
             ax_l.set_ylabel("loss", fontsize=7)
             ax_s.set_ylabel(second, fontsize=7)
+            if ax_r is not None:
+                ax_r.set_ylabel("lr", fontsize=7)
         if r == rows - 1 or i + cols >= n:
-            ax_s.set_xlabel("epoch", fontsize=7)
+            bottom.set_xlabel("epoch", fontsize=7)
     handles = [Line2D([], [], color=TRAIN_COLOR, label="train"),
                Line2D([], [], color=VAL_COLOR, label="validation")]
+    if with_lr:
+        handles.append(Line2D([], [], color=LR_COLOR, label="learning rate"))
     for style, label in (("--", "chance accuracy" if "chance" in drawn else None),
                          ("--", "baseline MAE (predict the training mean)"
                           if "baseline" in drawn else None),
@@ -1344,6 +1381,8 @@ def make_report(uri: str, ident: str | None = None, *, metric: str | None = None
     extra = curve_of(metric)
     if extra and extra not in keys and not extra.startswith(SUMMARY_PREFIXES):
         keys.append(extra)
+    if any(adaptive(r) for r in runs):  # the rate's trace is the story (bold driver's cuts)
+        keys.append("lr")
     keys = [k for k in keys if any(k in r.metrics for r in runs)]   # no request for mae ...
     t = time.perf_counter()
     curves, how = fetch_curves(client, uri, [r.run_id for r in runs], keys,

@@ -38,22 +38,24 @@ def no_env_uri(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
-def job_config(uri: str, lr: float, seed: int) -> dict:
+def job_config(uri: str, lr: float, seed: int, extra=()) -> dict:
     register()
     with initialize_config_dir(str(appconfig.CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[
             "dataset=blobs", "dataset.n_samples=60", "train.epochs=3", f"optimizer.lr={lr}",
             f"seed={seed}", "tracking.progress=off", "tracking.log_weights=false",
-            "tracking.log_plots=false", f"tracking.uri={uri}"])
+            "tracking.log_plots=false", f"tracking.uri={uri}", *extra])
     return appconfig.to_plain(cfg)
 
 
-def make_sweep(uri: str, exp: str, name: str, lrs, seeds, failed: bool = True) -> str:
+def make_sweep(uri: str, exp: str, name: str, lrs, seeds, failed: bool = True,
+               extra=()) -> str:
     client = MlflowClient(uri)
     parent = client.create_run(exp, run_name=f"sweep {name}").info.run_id
     for lr in lrs:
         for seed in seeds:
-            status = run_job(JobSpec(job_config(uri, lr, seed), uri, exp, parent_run_id=parent))
+            status = run_job(JobSpec(job_config(uri, lr, seed, extra), uri, exp,
+                                     parent_run_id=parent))
             assert status.status == "FINISHED"
     if failed:
         run = client.create_run(exp, run_name="broken", tags={
@@ -217,6 +219,26 @@ def test_top_limits_the_picture(store, tmp_path, capsys):
                              "--top", "1", "--no-log"], capsys)
     assert rc == 0 and "picture: 1 of 2 configs" in out
     assert len(read_csv(tmp_path / "report.csv")) == 7  # the table keeps every run
+
+
+def test_adaptive_schedules_add_the_learning_rate_row(store, tmp_path):
+    # Constant rates: no lr curve fetched, two axes per config (test_top_limits_the_picture).
+    assert all("lr" not in r.curves for r in rp.make_report(store["uri"], store["parent"]).runs)
+    uri = "sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db")
+    parent = make_sweep(uri, prepare_store(uri), "bold", (0.3,), (0, 1), failed=False,
+                        extra=["schedule=bold_driver", "train.epochs=6"])
+    r = rp.make_report(uri, parent)
+    client = MlflowClient(uri)
+    for run in r.runs:
+        steps, values = run.curves["lr"]
+        hist = sorted(client.get_metric_history(run.run_id, "lr"), key=lambda m: m.step)
+        assert list(values) == [m.value for m in hist] and len(values) == 7
+        assert values[-1] != values[0]                      # the schedule moved it
+    fig = rp.grid_figure(r)
+    assert len(fig.axes) == 3                               # one config: loss, accuracy, lr
+    lr_ax = fig.axes[2]
+    assert lr_ax.get_yscale() == "log" and len(lr_ax.lines) == 2   # one line per seed
+    assert "learning rate" in [t.get_text() for t in fig.legends[0].get_texts()]
 
 
 def test_filter_by_param_value(store, tmp_path, capsys):
