@@ -655,9 +655,9 @@ def _class_collapse(h, info, s) -> Verdict | None:
                  "input-independent output of the initial weights.")
     else:
         text += f" It has done so since epoch {since} (at epoch 0: {share[0]:.0%})."
-    sat = [k for k in _layer_keys(h, "saturated") if h[k][-1] >= s.saturated_fraction]
+    sat = _bad_units(h, s, "saturated")
     if sat:
-        text += (" Saturated hidden units (" + ", ".join(k.rsplit("/", 1)[1] for k in sat)
+        text += (" Saturated hidden units (" + ", ".join(sat)
                  + ") give the same output for every input and pass back almost no gradient.")
     advice = ("Collapse after the first epochs usually means steps that were too large: lower "
               "optimizer.lr, use train.reduction=mean, or softmax + cross_entropy instead of "
@@ -665,6 +665,14 @@ def _class_collapse(h, info, s) -> Verdict | None:
               "The weights barely moved from their initial values: raise optimizer.lr or use "
               "schedule=bold_driver (see lr_too_low), and check the inputs are scaled.")
     return Verdict("class_collapse", text, advice + _cfg_hint(info), nums)
+
+
+def _bad_units(h, s, group: str) -> dict[str, float]:
+    """Layer label -> share of ``group`` ("saturated" or "dead") units at the last epoch,
+    for the layers at or above that group's threshold."""
+    thr = s.saturated_fraction if group == "saturated" else s.dead_fraction
+    return {k.rsplit("/", 1)[1]: float(h[k][-1]) for k in _layer_keys(h, group)
+            if len(h[k]) and h[k][-1] >= thr}
 
 
 def _learned_despite_units(h, info, s) -> float | None:
@@ -677,8 +685,7 @@ def _learned_despite_units(h, info, s) -> float | None:
 
 def _units(h, info, s, group: str) -> Verdict | None:
     thr = s.saturated_fraction if group == "saturated" else s.dead_fraction
-    bad = {k.rsplit("/", 1)[1]: float(h[k][-1]) for k in _layer_keys(h, group)
-           if len(h[k]) and h[k][-1] >= thr}
+    bad = _bad_units(h, s, group)
     if not bad or _learned_despite_units(h, info, s):
         return None
     layers = ", ".join(f"{name} {v:.0%}" for name, v in bad.items())
@@ -1000,13 +1007,12 @@ def _healthy(h, info: RunInfo, s: DiagnosticsSettings) -> Verdict:
                         if info.baseline_mae is not None else "."))
     gain = _learned_despite_units(h, info, s)
     if gain is not None:
-        for group, thr, what in (("saturated", s.saturated_fraction, "of its outputs at a bound"),
-                                 ("dead", s.dead_fraction, "of its units dead")):
-            for k in _layer_keys(h, group):
-                if len(h[k]) and h[k][-1] >= thr:
-                    nums[k] = float(h[k][-1])
-                    parts.append(f"{k.rsplit('/', 1)[1]} has {h[k][-1]:.0%} {what}; harmless "
-                                 f"here: the model removed {gain:.0%} of the baseline's error.")
+        for group, what in (("saturated", "of its outputs at a bound"),
+                            ("dead", "of its units dead")):
+            for layer, v in _bad_units(h, s, group).items():
+                nums[f"health/{group}/{layer}"] = v
+                parts.append(f"{layer} has {v:.0%} {what}; harmless here: the model removed "
+                             f"{gain:.0%} of the baseline's error.")
     return Verdict("healthy", " ".join(parts), "Nothing to fix; compare settings in a sweep.",
                    nums)
 
