@@ -184,7 +184,7 @@ def build(kind: str, spec: Any, key: str | None = None, **runtime: Any) -> Any:
 
 def _load_all() -> None:
     # Importing the modules fills the tables; done lazily so registry.py has no cycle.
-    from nets import (activations, convolutions, datasets, initializers,  # noqa: F401
+    from nets import (activations, convolutions, data, initializers,  # noqa: F401
                       layers, losses, models, optimizers, schedules, targets)
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from nets.activations import Activation
-from nets.datasets import DATASETS, Data
+from nets.data import DATASETS, Data
 from nets.losses import LOSSES, REDUCTIONS, Loss
 from nets.models import Head, Sequential, build_model
 from nets.optimizers import OPTIMIZERS, Optimizer

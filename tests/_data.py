@@ -9,7 +9,7 @@ import numpy as np
 
 def write_tiny_mnist(directory: Path, n: int = 40) -> Path:
     """Valid MNIST-format IDX files (train split, ``n`` random images) in ``directory``."""
-    from nets.datasets import MNIST_FILES, write_idx
+    from nets.data import MNIST_FILES, write_idx
 
     directory.mkdir(parents=True, exist_ok=True)
     r = np.random.default_rng(0)

@@ -169,7 +169,7 @@ def test_default_run_is_complete(default_store):
     assert isinstance(cfg, dict)
     assert cfg["optimizer"]["lr"] == float(params["optimizer.lr"])
     assert cfg["model"]["hidden"] == [64]
-    from nets.jobs import config_hash
+    from nets.runs.job import config_hash
 
     assert config_hash(cfg) == tags["nets.config_hash"]
     assert yaml.safe_load((art / "overrides.yaml").read_text()) == ["train.epochs=3"]
@@ -418,7 +418,7 @@ def _corrupt_csv(tmp: Path) -> list[str]:
 
 
 def _corrupt_idx(tmp: Path) -> list[str]:
-    from nets.datasets import MNIST_FILES, write_idx
+    from nets.data import MNIST_FILES, write_idx
 
     d = write_tiny_mnist(tmp / "idx")
     write_idx(d / MNIST_FILES["train"][0], np.zeros(40, np.uint8))  # labels where images go

@@ -1,4 +1,4 @@
-"""The sweep launcher's distributed mode (``hydra/launcher=nets_dask``, ``nets/distributed.py``).
+"""The sweep launcher's distributed mode (``hydra/launcher=nets_dask``, ``nets/runs/cluster.py``).
 
 The slow tests start, from the test and all on 127.0.0.1, an ``mlflow server`` (SQLite
 backend), a ``dask scheduler`` and two ``dask worker`` processes (``--nthreads 1``),
@@ -22,9 +22,9 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from nets import distributed as nd  # noqa: E402
-from nets import sweeps  # noqa: E402
-from nets.jobs import JobSpec  # noqa: E402
+from nets.runs import cluster as nd  # noqa: E402
+from nets.runs import sweep as sweeps  # noqa: E402
+from nets.runs.job import JobSpec  # noqa: E402
 from nets.registry import ConfigError  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -90,23 +90,23 @@ def test_version_check_names_the_machine_without_nets():
 
 
 def test_settle_attempts_is_idempotent(tmp_path, monkeypatch):
-    from nets import tracking
+    from nets.store import client as store_client, write as store_write
 
     uri = "sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db")
-    exp = tracking.prepare_store(uri, "nets")
+    exp = store_client.prepare_store(uri, "nets")
     tags = {"nets.sweep_id": "S1", "nets.sweep_role": "job", "nets.job": 3, "nets.attempt": 1}
     spec = JobSpec({}, uri, exp, None, {**tags, "nets.attempt": 2})
-    client = tracking.MlflowClient(uri)
+    client = store_client.MlflowClient(uri)
 
     assert nd.settle_attempts(spec) is None  # nothing yet
-    lost = tracking.RunRecorder(uri, exp, "lost", tags=tags)  # an execution on a dead worker
-    other = tracking.RunRecorder(uri, exp, "other job", tags={**tags, "nets.job": 4})
+    lost = store_write.RunRecorder(uri, exp, "lost", tags=tags)  # an execution on a dead worker
+    other = store_write.RunRecorder(uri, exp, "other job", tags={**tags, "nets.job": 4})
     assert nd.settle_attempts(spec) is None
     assert client.get_run(lost.run_id).info.status == "KILLED"
     assert "superseded" in client.get_run(lost.run_id).data.tags["nets.error"]
     assert client.get_run(other.run_id).info.status == "RUNNING"
 
-    done = tracking.RunRecorder(uri, exp, "done", tags={**tags, "nets.attempt": 2})
+    done = store_write.RunRecorder(uri, exp, "done", tags={**tags, "nets.attempt": 2})
     done.log_summary({"best/val_accuracy": 0.9})
     done.set_tags({"nets.outcome": "completed"})
     done.end("FINISHED")
@@ -118,7 +118,7 @@ def test_settle_attempts_is_idempotent(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "13")
     nd.reset_mlflow(uri)
     assert "MLFLOW_RUN_ID" not in os.environ and "MLFLOW_EXPERIMENT_ID" not in os.environ
-    assert tracking.mlflow.get_tracking_uri() == uri
+    assert store_client.mlflow.get_tracking_uri() == uri
     other.end("FINISHED")
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nets import datasets as ds
-from nets.datasets import DATASETS, MNIST_FILES, Data, read_idx, write_idx
+from nets import data as ds
+from nets.data import DATASETS, MNIST_FILES, Data, read_idx, write_idx
 from nets.registry import ConfigError
 
 REAL_MNIST = Path("/work/shared/data/mnist")
@@ -521,7 +521,7 @@ def test_core_module_imports_no_app_libraries():
     import subprocess
     import sys
 
-    code = ("import sys, nets.datasets as d; d.DATASETS.build('blobs').load(0); "
+    code = ("import sys, nets.data as d; d.DATASETS.build('blobs').load(0); "
             "bad = [m for m in ('hydra', 'omegaconf', 'mlflow', 'sklearn') if m in sys.modules];"
             "print(bad); sys.exit(bool(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nets import diagnostics as dx
-from nets.datasets import DATASETS, Data
+from nets.data import DATASETS, Data
 from nets.diagnostics import (RULES, VERDICTS, DiagnosticsSettings, GradientCheckError,
                               HealthMonitor, RunInfo, Verdict, diagnose, explain,
                               gradcheck_model, gradcheck_trainer, summary)

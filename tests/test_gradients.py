@@ -460,7 +460,7 @@ def test_hand_worked_sgd_step():
 
 
 def test_hand_worked_sgd_step_through_the_trainer():
-    datasets = pytest.importorskip("nets.datasets", reason="nets.datasets not importable")
+    datasets = pytest.importorskip("nets.data", reason="nets.data not importable")
     train = pytest.importorskip("nets.train", reason="nets.train not importable")
     loss, _, new = _hand_step()
     X = np.array([s[0] for s in HAND_SAMPLES])

@@ -1,7 +1,7 @@
 """``nets-report``: a small real sweep, read back with ``MlflowClient`` and checked.
 
 The sweep is built without the launcher: a parent run made with ``create_run`` and six
-child jobs through ``nets.jobs.run_job`` (blobs, 60 samples, 3 epochs, lr 0.3/0.03 ×
+child jobs through ``nets.runs.job.run_job`` (blobs, 60 samples, 3 epochs, lr 0.3/0.03 ×
 seed 0/1/2) plus one child ended FAILED by hand; an older two-run sweep sits in the
 same store so "the latest sweep" and name lookup have something to tell apart.
 ``NETS_TEST_MLFLOW_SERVER=1`` also runs the report against a real ``mlflow server``.
@@ -27,8 +27,8 @@ from mlflow.tracking import MlflowClient
 from nets import report as rp
 from nets.app import config as appconfig
 from nets.app.schema import register
-from nets.jobs import JobSpec, run_job
-from nets.tracking import prepare_store
+from nets.runs.job import JobSpec, run_job
+from nets.store.client import prepare_store
 
 LRS, SEEDS = (0.3, 0.03), (0, 1, 2)
 

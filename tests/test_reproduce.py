@@ -23,13 +23,14 @@ import yaml
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from nets import reproduce as rp
+from nets.runs import reproduce as rp
 from nets.app import config as appconfig
 from nets.app.schema import register
 from nets.app.train import train
-from nets.jobs import JobSpec, config_hash, run_job
-from nets.reproduce import Difference, compare, main
-from nets.tracking import prepare_store, resolve_uri
+from nets.runs.job import JobSpec, config_hash, run_job
+from nets.runs.reproduce import Difference, compare, main
+from nets.store.client import prepare_store
+from nets.store.uri import resolve_uri
 
 SMALL = ["dataset.subsample=200", "train.epochs=3", "tracking.progress=off",
          "tracking.log_plots=false"]
@@ -95,7 +96,7 @@ def test_reproduce_single_run_is_identical(tmp_path, capsys):
     assert new.info.experiment_id == orig.info.experiment_id
     assert new.info.status == "FINISHED"
     assert new.data.tags["nets.config_hash"] == orig.data.tags["nets.config_hash"]
-    assert new.data.tags["nets.reproduce.result"] == "identical"
+    assert new.data.tags["nets.runs.reproduce.result"] == "identical"
     assert "mlflow.parentRunId" not in new.data.tags
     for key in orig.data.metrics:   # the claim checked independently of compare()
         h = lambda r: [(m.step, m.value) for m in sorted(  # noqa: E731
@@ -334,8 +335,8 @@ def test_different_history_reports_first_difference(tmp_path, capsys):
     assert out.startswith("different: ")
     assert f"metric 'val/loss' at step 2: original {changed!r}, reproduced {pt.value!r}" in out
     (new,) = reproductions(store, rid)
-    assert new.data.tags["nets.reproduce.result"] == "different"
-    assert "val/loss" in new.data.tags["nets.reproduce.first_difference"]
+    assert new.data.tags["nets.runs.reproduce.result"] == "different"
+    assert "val/loss" in new.data.tags["nets.runs.reproduce.first_difference"]
 
 
 def test_compare_rules():

@@ -294,7 +294,7 @@ def test_bad_values_raise_config_error(spec, key):
 # --------------------------------------------------------------------------------------
 
 def _digits_data(n_train=300, n_val=150):
-    datasets = pytest.importorskip("nets.datasets", reason="nets.datasets not importable")
+    datasets = pytest.importorskip("nets.data", reason="nets.data not importable")
     from sklearn.datasets import load_digits
 
     d = load_digits()

@@ -4,7 +4,7 @@ End to end, as subprocesses, each in its own temporary launch directory (so the 
 is ``<launch dir>/mlruns/mlflow.db``), then the store is read back with ``MlflowClient``.
 Jobs are tiny (60 blobs, 3 epochs) except where a job must last long enough to be
 interrupted. Crashes are injected with the launcher's test-only ``NETS_TEST_CRASH``
-environment variable (``nets/sweeps.py``), which no config can reach.
+environment variable (``nets/runs/sweep.py``), which no config can reach.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from nets import sweeps
+from nets.runs import sweep as sweeps
 
 BIN = Path(sys.executable).parent
 TINY = ["dataset=blobs", "dataset.n_samples=60", "train.epochs=3", "tracking.progress=off"]
@@ -254,17 +254,17 @@ def test_sweep_file_with_overrides_on_top(tmp_path):
 
 
 def test_cleanup_ends_runs_whose_process_is_gone(tmp_path, capsys):
-    from nets import tracking
+    from nets.store import uri as store_uri, client as store_client, write as store_write
     from nets.app.sweep import cleanup_cli
 
-    uri = tracking.default_uri(tmp_path)
-    exp = tracking.prepare_store(uri, "nets")
+    uri = store_uri.default_uri(tmp_path)
+    exp = store_client.prepare_store(uri, "nets")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     host = socket.gethostname()
-    orphan = tracking.RunRecorder(uri, exp, "orphan", {"nets.host": host, "nets.pid": dead.pid})
-    alive = tracking.RunRecorder(uri, exp, "alive", {"nets.host": host, "nets.pid": os.getpid()})
-    swept = tracking.RunRecorder(uri, exp, "swept", {"nets.host": host, "nets.pid": os.getpid(),
+    orphan = store_write.RunRecorder(uri, exp, "orphan", {"nets.host": host, "nets.pid": dead.pid})
+    alive = store_write.RunRecorder(uri, exp, "alive", {"nets.host": host, "nets.pid": os.getpid()})
+    swept = store_write.RunRecorder(uri, exp, "swept", {"nets.host": host, "nets.pid": os.getpid(),
                                                      "nets.sweep_id": "s1"})
     cleanup_cli(["--uri", uri])
     out = capsys.readouterr().out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-datasets = pytest.importorskip("nets.datasets", reason="nets.datasets not importable yet")
+datasets = pytest.importorskip("nets.data", reason="nets.data not importable yet")
 train_mod = pytest.importorskip("nets.train", reason="nets.train not importable")
 
 from nets.registry import ConfigError  # noqa: E402

@@ -3,11 +3,11 @@
 Selected in ``conf/config.yaml`` (``override hydra/launcher: nets``; it must be the
 primary config: a launcher chosen in an experiment file is ignored for multirun,
 hydra#2946). ``launch`` composes and checks every sweep point in this process, then hands
-plain data to ``nets.sweeps`` (imported lazily, like the stock joblib launcher's
+plain data to ``nets.runs.sweep`` (imported lazily, like the stock joblib launcher's
 ``_core``), which runs the jobs in local worker processes and records them under one
-MLflow parent run. See ``nets/sweeps.py`` for what happens when a job or a worker fails.
+MLflow parent run. See ``nets/runs/sweep.py`` for what happens when a job or a worker fails.
 
-Hydra sees every job COMPLETED with the job's ``nets.jobs.JobStatus`` (FINISHED, FAILED
+Hydra sees every job COMPLETED with the job's ``nets.runs.job.JobStatus`` (FINISHED, FAILED
 or KILLED) as its return value: the launcher prints every failure and the summary
 itself, and ``nets-train``/``nets-sweep`` exit non-zero afterwards (Hydra would re-raise
 only the first failure and lose the rest).
@@ -39,7 +39,7 @@ class NetsLauncherConf:
 @dataclass
 class NetsDaskLauncherConf:
     """``hydra/launcher=nets_dask``: the same sweep on a dask.distributed cluster
-    (``nets/distributed.py``; README "Running on a cluster")."""
+    (``nets/runs/cluster.py``; README "Running on a cluster")."""
 
     _target_: str = "hydra_plugins.nets_launcher.nets_launcher.NetsDaskLauncher"
     address: Optional[str] = None        # tcp://host:8786; null = LocalCluster on 127.0.0.1
@@ -68,7 +68,7 @@ ConfigStore.instance().store(group="hydra/sweeper", name="nets", node=NetsSweepe
 
 
 class NetsLauncher(Launcher):
-    """Runs a batch of sweep points with ``nets.sweeps`` (see module docstring)."""
+    """Runs a batch of sweep points with ``nets.runs.sweep`` (see module docstring)."""
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -90,11 +90,11 @@ class NetsLauncher(Launcher):
 
 
 class NetsDaskLauncher(NetsLauncher):
-    """Runs a batch of sweep points as dask futures (``nets.distributed``)."""
+    """Runs a batch of sweep points as dask futures (``nets.runs.cluster``)."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
-        from nets import distributed
+        from nets.runs import cluster as distributed
 
         return distributed.launch(self, job_overrides, initial_job_idx)
 

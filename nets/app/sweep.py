@@ -4,7 +4,7 @@
 ``launch`` composes every point of a sweep in the launching process and checks it the
 way ``nets-train`` checks one run (the whole config is built, data included): one bad
 value rejects the whole sweep with one line before anything is recorded. The resolved
-configs then go to ``nets.sweeps`` as plain data; workers never compose.
+configs then go to ``nets.runs.sweep`` as plain data; workers never compose.
 
 ``nets-sweep NAME`` runs ``sweeps/NAME.yaml``: a primary config that includes the base
 config (``defaults: [config, _self_]``) and sets ``hydra.sweeper.params``; command-line
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from nets import sweeps
+from nets.runs import sweep as sweeps
 from nets.app import config as appconfig
 from nets.registry import ConfigError, suggest
 
@@ -57,8 +57,8 @@ def plan(config, loader, job_overrides: Sequence[Sequence[str]],
     from omegaconf import open_dict, read_write
     from omegaconf.errors import OmegaConfBaseException
 
-    from nets import tracking
-    from nets.jobs import tracking_of
+    from nets.store import uri as store_uri, client as store_client
+    from nets.runs.job import tracking_of
     from nets.train import build_run
 
     launch_dir = os.getcwd()
@@ -85,7 +85,7 @@ def plan(config, loader, job_overrides: Sequence[Sequence[str]],
                 err = appconfig.one_line(e, overrides)
                 raise ConfigError(err.key, err.value, err.allowed,
                                   f"sweep job {idx}: {' '.join(overrides)}") from None
-            uri = tracking.resolve_uri(tr["uri"], launch_dir) if tr["enabled"] else None
+            uri = store_uri.resolve_uri(tr["uri"], launch_dir) if tr["enabled"] else None
             jobs.append(sweeps.Job(idx, overrides, plain, uri, tr["experiment"] if uri else None,
                                    str(sweep_dir / subdir / "job.log")))
             cfgs.append(task_cfg)
@@ -96,7 +96,7 @@ def plan(config, loader, job_overrides: Sequence[Sequence[str]],
 
 def _dataset(core: dict, cache: dict):
     """The loaded dataset for a point, shared by points with the same data and seed."""
-    from nets.datasets import DATASETS
+    from nets.data import DATASETS
     from nets.train import make_rngs
 
     seed = core.get("seed", 0)
@@ -127,7 +127,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
            parse_settings=None, sweep_cls=None) -> list:
     """``NetsLauncher.launch``: plan every point, then run them (or only list them).
 
-    ``parse_settings`` and ``sweep_cls`` let another backend (``nets.distributed``)
+    ``parse_settings`` and ``sweep_cls`` let another backend (``nets.runs.cluster``)
     reuse all of it and change only how jobs are dispatched.
     """
     from hydra.core.utils import JobReturn, JobStatus as HydraStatus
@@ -270,10 +270,10 @@ def cleanup_cli(argv: list[str] | None = None) -> None:
                    help="status to end them with (default KILLED)")
     p.add_argument("--dry-run", action="store_true", help="print what would change")
     args = p.parse_args(argv)
-    from nets import tracking
+    from nets.store import uri as store_uri, client as store_client
 
-    uri = tracking.resolve_uri(args.uri, os.getcwd())
-    db = tracking.sqlite_path(uri)
+    uri = store_uri.resolve_uri(args.uri, os.getcwd())
+    db = store_uri.sqlite_path(uri)
     if db is not None and not db.exists():
         print(f"nets-cleanup: no MLflow store at {db}", file=sys.stderr)
         sys.exit(2)
@@ -283,7 +283,7 @@ def cleanup_cli(argv: list[str] | None = None) -> None:
         print(f"nets-cleanup: --older-than {args.older_than!r} is not an age (90s, 30m, 2h, 1d)",
               file=sys.stderr)
         sys.exit(2)
-    client = tracking.MlflowClient(uri)
+    client = store_client.MlflowClient(uri)
     if args.experiment:
         exp = client.get_experiment_by_name(args.experiment)
         if exp is None:

@@ -1,7 +1,7 @@
 """``nets-train``: the Hydra app. ``train(cfg)`` does the work; ``main`` wraps it.
 
 Composition, strict checking and store preparation happen here, in the launching
-process; the job itself (``nets.jobs.run_job``) only sees plain data.
+process; the job itself (``nets.runs.job.run_job``) only sees plain data.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from nets.app import config as appconfig
 from nets.app.schema import register
-from nets.jobs import JobFailed, JobSpec, JobStatus, run_job, tracking_of
+from nets.runs.job import JobFailed, JobSpec, JobStatus, run_job, tracking_of
 from nets.registry import ConfigError
 
 register()
@@ -25,10 +25,10 @@ def prepare(plain: dict, launch_dir: str) -> tuple[str | None, str | None]:
     tr = tracking_of(plain)
     if not tr["enabled"]:
         return None, None
-    from nets import tracking
+    from nets.store import uri as store_uri, client as store_client
 
-    uri = tracking.resolve_uri(tr["uri"], launch_dir)
-    return uri, tracking.prepare_store(uri, tr["experiment"])
+    uri = store_uri.resolve_uri(tr["uri"], launch_dir)
+    return uri, store_client.prepare_store(uri, tr["experiment"])
 
 
 def train(cfg: DictConfig, overrides: list[str] | None = None) -> JobStatus:
@@ -81,7 +81,7 @@ def cli() -> None:
     main()
     # A multirun by the nets launcher prints every failure and a summary itself and
     # reports the outcome here, so Hydra never re-raises only the first failure.
-    sweeps = sys.modules.get("nets.sweeps")
+    sweeps = sys.modules.get("nets.runs.sweep")
     if sweeps is not None and sweeps.EXIT_CODE:
         sys.exit(sweeps.EXIT_CODE)
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from nets import tracking
+from nets.store import uri as store_uri
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,17 +18,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--dry-run", action="store_true", help="print the command and exit")
     args, passthrough = p.parse_known_args(argv)
-    uri = tracking.resolve_uri(args.uri, os.getcwd())
+    uri = store_uri.resolve_uri(args.uri, os.getcwd())
     if uri.startswith("http"):
         print(f"nets-ui: {uri} is a tracking server: open it in a browser", file=sys.stderr)
         return
-    db = tracking.sqlite_path(uri)
+    db = store_uri.sqlite_path(uri)
     if db is not None and not db.exists():
         print(f"nets-ui: no runs yet: {db} does not exist (run nets-train first)", file=sys.stderr)
         sys.exit(2)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
            "--host", args.host, "--port", str(args.port), *passthrough]
-    root = tracking.artifact_root(uri)
+    root = store_uri.artifact_root(uri)
     if root:
         cmd += ["--default-artifact-root", root]
     print(f"nets-ui: MLflow UI for {uri}\nnets-ui: open http://{args.host}:{args.port}", flush=True)

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from nets.datasets import DATASETS
+from nets.data import DATASETS
 from nets.diagnostics import DiagnosticsSettings, HealthMonitor
 from nets.train import build_run
 

@@ -68,7 +68,7 @@ def numpy_epoch(X, y, Ws, bs, rng):
 # -- nets --------------------------------------------------------------------------
 
 def nets_trainer(X, y, seed=0):
-    from nets.datasets import Data
+    from nets.data import Data
     from nets.train import build_run
 
     data = Data(X, y, X[:1000], y[:1000], "classification", K, None, "random")

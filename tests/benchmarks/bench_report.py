@@ -3,7 +3,7 @@
 The synthetic store is written through MLflow's own API (``MlflowClient.log_batch``,
 so the schema is MLflow's), one batch of params, one of metrics and one of tags per
 run, and cached under ``/tmp/nets-bench-report-<runs>x<epochs>/`` (generating takes a
-minute; delete the directory to regenerate). Children look like ``nets.jobs`` runs:
+minute; delete the directory to regenerate). Children look like ``nets.runs.job`` runs:
 the flattened default config as params (lr × hidden × activation × seed varied),
 ``nets.*`` tags, per-epoch ``train/loss``, ``train/accuracy``, ``val/loss``,
 ``val/accuracy``, ``lr``, ``health/grad_norm/dense0``, summary metrics at step 0; 1%
@@ -39,7 +39,7 @@ def base_params() -> dict[str, str]:
 
     from nets.app.config import CONF_DIR, to_plain
     from nets.app.schema import register
-    from nets.tracking import flatten
+    from nets.store.write import flatten
 
     register()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
@@ -53,9 +53,9 @@ def generate(uri: str, n_runs: int, epochs: int) -> str:
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    from nets import tracking
+    from nets.store import uri as store_uri, client as store_client
 
-    exp = tracking.prepare_store(uri, "bench-report")
+    exp = store_client.prepare_store(uri, "bench-report")
     client = MlflowClient(uri)
     parent = client.create_run(exp, run_name="sweep bench", tags={
         "nets.sweep_role": "parent", "nets.sweep_name": "bench"}).info.run_id
@@ -121,7 +121,7 @@ def generate(uri: str, n_runs: int, epochs: int) -> str:
 
 
 def cached_store(n_runs: int, epochs: int) -> tuple[str, str]:
-    from nets import tracking
+    from nets.store import uri as store_uri, client as store_client
 
     root = Path(tempfile.gettempdir()) / f"nets-bench-report-{n_runs}x{epochs}"
     marker = root / "parent_run_id"
@@ -132,10 +132,10 @@ def cached_store(n_runs: int, epochs: int) -> tuple[str, str]:
         (root / "mlruns").mkdir(parents=True)
         print(f"generating {n_runs} runs × {epochs} epochs × 6 metrics into {root} ...")
         t = time.perf_counter()
-        parent = generate(tracking.default_uri(root), n_runs, epochs)
+        parent = generate(store_uri.default_uri(root), n_runs, epochs)
         print(f"  done in {time.perf_counter() - t:.0f}s")
         marker.write_text(parent)
-    return tracking.default_uri(root), marker.read_text().strip()
+    return store_uri.default_uri(root), marker.read_text().strip()
 
 
 def in_process(uri: str, parent: str, repeats: int) -> list[float]:

@@ -1,6 +1,6 @@
 """Sweep launcher: parallel speed-up and per-job fixed overhead.
 
-An 8-job sweep (the default MLP on digits, seeds 0..7) goes through ``nets.sweeps.Sweep``
+An 8-job sweep (the default MLP on digits, seeds 0..7) goes through ``nets.runs.sweep.Sweep``
 (what the ``nets`` launcher runs after composing every point) into a SQLite store:
 
 - 1 worker vs 2 workers, tracked, jobs of about 5 s: the speed-up over the whole sweep
@@ -51,7 +51,7 @@ def baseline(cfgs: list[dict], threads: int) -> list[float]:
     """Each training in this process, tracking off (after one warm-up)."""
     from threadpoolctl import threadpool_limits
 
-    from nets.jobs import JobSpec, run_job
+    from nets.runs.job import JobSpec, run_job
 
     off = [{**c, "tracking": {**c["tracking"], "enabled": False}} for c in cfgs]
     out = []
@@ -65,9 +65,9 @@ def baseline(cfgs: list[dict], threads: int) -> list[float]:
 
 
 def sweep(cfgs: list[dict], n_jobs: int, store: str | None) -> dict:
-    from nets import sweeps, tracking
+    from nets.runs import sweep as sweeps, tracking
 
-    uri = tracking.default_uri(store) if store else None
+    uri = store_uri.default_uri(store) if store else None
     jobs = [sweeps.Job(i, [f"seed={i}"], c, uri, f"bench-{n_jobs}w" if uri else None, None)
             for i, c in enumerate(cfgs)]
     s = sweeps.Sweep(jobs, sweeps.Settings(n_jobs=n_jobs), f"bench-{n_jobs}w",
@@ -118,14 +118,14 @@ def main() -> None:
                     help="alternate the variants this many times and keep each one's fastest")
     ap.add_argument("--cli", action="store_true", help="also time the nets-sweep command")
     a = ap.parse_args()
-    from nets import sweeps, tracking
+    from nets.runs import sweep as sweeps, tracking
 
     n = a.jobs
     print(f"{sweeps.cores()} cores, load average {os.getloadavg()[0]:.2f}; {n} jobs: the "
           f"default MLP on digits, seeds 0..{n - 1}")
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        tracking.prepare_store(tracking.default_uri(d), "bench")
+        store_client.prepare_store(store_uri.default_uri(d), "bench")
         create = time.perf_counter() - t
         print(f"creating the store (schema, WAL, experiment; once per store): {create:.2f} s")
 

@@ -1,6 +1,6 @@
 """Tracking overhead: a 30-epoch digits run with MLflow tracking on vs off.
 
-Both variants run the same job (``nets.jobs.run_job``, the code ``nets-train`` calls)
+Both variants run the same job (``nets.runs.job.run_job``, the code ``nets-train`` calls)
 in one process after the imports, alternating on/off for several repeats, into a
 prepared SQLite store in a temporary directory. Also reported: the whole-command wall
 time of ``nets-train`` with ``tracking.enabled=true/false`` (process start included).
@@ -39,13 +39,13 @@ def job_config(enabled: bool, extra: tuple[str, ...] = ()) -> dict:
 
 
 def in_process(repeats: int, extra: tuple[str, ...] = ()) -> tuple[list[float], list[float]]:
-    from nets import tracking
-    from nets.jobs import JobSpec, run_job
+    from nets.store import uri as store_uri, client as store_client
+    from nets.runs.job import JobSpec, run_job
 
     on_cfg, off_cfg = job_config(True, extra), job_config(False, extra)
     with tempfile.TemporaryDirectory() as d:
-        uri = tracking.default_uri(d)
-        exp = tracking.prepare_store(uri, "bench")
+        uri = store_uri.default_uri(d)
+        exp = store_client.prepare_store(uri, "bench")
         run_job(JobSpec(on_cfg, uri, exp))  # warm-up: first-use imports (matplotlib ...)
         run_job(JobSpec(off_cfg))
         on, off = [], []

@@ -71,8 +71,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from nets import tracking
-from nets.plots import LR_COLOR, TRAIN_COLOR, VAL_COLOR
+from nets.store import uri as store_uri, client as store_client
+from nets.report.plots import LR_COLOR, TRAIN_COLOR, VAL_COLOR
 
 PROG = "nets-report"
 SEED_KEY = "seed"
@@ -344,7 +344,7 @@ def apply_filters(runs: list[RunRow], filters: list[tuple[str, str, list[str]]])
 def open_store(uri_arg: str | None, launch_dir: str | os.PathLike | None = None) -> str:
     """Resolve the store like ``nets-train``; refuse a SQLite file that does not exist."""
     try:
-        return tracking.existing_store(uri_arg, launch_dir)
+        return store_uri.existing_store(uri_arg, launch_dir)
     except FileNotFoundError as e:
         raise ReportError(str(e)) from None
 
@@ -353,7 +353,7 @@ def _search(client, exp_ids: list[str], flt: str, order_by: list[str] | None = N
             limit: int | None = None) -> list:
     out, token = [], None
     while True:
-        page = tracking._retry(client.search_runs, exp_ids, flt,
+        page = store_client.retry(client.search_runs, exp_ids, flt,
                                max_results=min(limit or SEARCH_PAGE, SEARCH_PAGE),
                                order_by=order_by, page_token=token)
         out.extend(page)
@@ -364,13 +364,13 @@ def _search(client, exp_ids: list[str], flt: str, order_by: list[str] | None = N
 
 def _experiment_ids(client, name: str | None) -> list[str]:
     if name:
-        exp = tracking._retry(client.get_experiment_by_name, name)
+        exp = store_client.retry(client.get_experiment_by_name, name)
         if exp is None:
             raise ReportError(f"no experiment named {name!r} in the store")
         return [exp.experiment_id]
     ids, token = [], None
     while True:
-        page = tracking._retry(client.search_experiments, max_results=1000, page_token=token)
+        page = store_client.retry(client.search_experiments, max_results=1000, page_token=token)
         ids.extend(e.experiment_id for e in page)
         token = page.token
         if not token:
@@ -397,7 +397,7 @@ def _get_run(client, run_id: str, uri: str):
     from mlflow.exceptions import MlflowException
 
     try:
-        return tracking._retry(client.get_run, run_id)
+        return store_client.retry(client.get_run, run_id)
     except MlflowException as e:
         if e.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
@@ -592,7 +592,7 @@ def _curves_rest(client, uri: str, run_ids: list[str], keys: list[str]) -> dict:
         if len(chunk) > 1:
             half = len(chunk) // 2
             return get(chunk[:half], key) + get(chunk[half:], key)
-        hist = tracking._retry(client.get_metric_history, chunk[0], key)
+        hist = store_client.retry(client.get_metric_history, chunk[0], key)
         return [(chunk[0], key, int(m.step), int(m.timestamp), float(m.value)) for m in hist]
 
     tasks = [(run_ids[i:i + REST_CHUNK], k) for i in range(0, len(run_ids), REST_CHUNK)
@@ -611,7 +611,7 @@ def _curves_store_bulk(store, run_ids: list[str], keys: list[str]) -> dict:
     for i in range(0, len(run_ids), SQL_CHUNK):
         chunk = run_ids[i:i + SQL_CHUNK]
         for key in keys:
-            for m in tracking._retry(store.get_metric_history_bulk, chunk, key, 10 ** 9):
+            for m in store_client.retry(store.get_metric_history_bulk, chunk, key, 10 ** 9):
                 points[(m.run_id, key)].append((int(m.step), int(m.timestamp), float(m.value)))
     return _finish(points)
 
@@ -624,7 +624,7 @@ def _curves_per_run(client, run_ids: list[str], keys: list[str],
 
     def get(task):
         r, k = task
-        return r, k, tracking._retry(client.get_metric_history, r, k)
+        return r, k, store_client.retry(client.get_metric_history, r, k)
 
     points: dict = defaultdict(list)
     with ThreadPoolExecutor(8) as pool:
@@ -646,7 +646,7 @@ def fetch_curves(client, uri: str, run_ids: Sequence[str], keys: Sequence[str],
     run_ids, keys = list(dict.fromkeys(run_ids)), list(dict.fromkeys(keys))
     if not run_ids or not keys:
         return {}, "none"
-    db = tracking.sqlite_path(uri)
+    db = store_uri.sqlite_path(uri)
     if method in (None, "sqlite") and db is not None:
         try:
             return _curves_sqlite(db, run_ids, keys), "sqlite"
@@ -1408,7 +1408,7 @@ def log_to_parent(uri: str, report: Report, files: Mapping[str, Path]) -> None:
 
     client = MlflowClient(uri)
     for path in files.values():
-        tracking._retry(client.log_artifact, report.sweep.parent.info.run_id, str(path))
+        store_client.retry(client.log_artifact, report.sweep.parent.info.run_id, str(path))
 
 
 def _say(text: str) -> None:

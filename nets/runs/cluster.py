@@ -4,15 +4,15 @@ Selected with ``hydra/launcher=nets_dask`` on the command line (a launcher chose
 swept experiment file is ignored, hydra#2946), e.g.
 ``nets-sweep example hydra/launcher=nets_dask hydra.launcher.address=tcp://10.0.0.5:8786``.
 Without an ``address`` a ``LocalCluster`` on 127.0.0.1 is started (one single-threaded
-worker process per core), to try it out. joblib/loky (``nets.sweeps``) stays the local
+worker process per core), to try it out. joblib/loky (``nets.runs.sweep``) stays the local
 engine; this module only replaces *dispatch*. Planning (every point composed and checked
 in the launching process), the store, the parent run, the janitor, retries, the summary
-and the exit code are ``nets.sweeps.Sweep``'s. Measured behaviour this follows:
+and the exit code are ``nets.runs.sweep.Sweep``'s. Measured behaviour this follows:
 shared/research/stack-reliability.md §D.
 
 - **One future per job**, carrying only plain data: the resolved config, the absolute
   tracking URI, experiment id, parent run id, sweep id, job number and attempt
-  (``nets.sweeps.Task``). Workers never compose configs and never read the launcher's
+  (``nets.runs.sweep.Task``). Workers never compose configs and never read the launcher's
   files or environment. Never joblib's dask backend: it hung the driver on worker death.
 - **A lost worker is that job's FAILED status.** At most as many futures are in flight
   as the cluster has worker threads, so a dying worker holds one job, the one that
@@ -54,8 +54,8 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Optional, Sequence
 
-from nets import sweeps
-from nets.jobs import JobSpec, JobStatus
+from nets.runs import sweep as sweeps
+from nets.runs.job import JobSpec, JobStatus
 from nets.registry import ConfigError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "0:0:0:0:0:0:0:1")
@@ -94,9 +94,9 @@ def reset_mlflow(uri: str | None) -> None:
     for k in sweeps.MLFLOW_ENV:
         os.environ.pop(k, None)
     os.environ.update(WORKER_ENV)
-    from nets import tracking
+    from nets.store import uri as store_uri, client as store_client, write as store_write
 
-    mlflow = tracking.mlflow
+    mlflow = store_client.mlflow
     try:
         while mlflow.active_run() is not None:
             mlflow.end_run()
@@ -150,9 +150,9 @@ def _install_stop_check() -> None:
     global _CHECKER_INSTALLED
     if _CHECKER_INSTALLED:
         return
-    from nets import tracking
+    from nets.store import uri as store_uri, client as store_client, write as store_write
 
-    original = tracking.RunRecorder.log_metrics
+    original = store_write.RunRecorder.log_metrics
 
     def log_metrics(self, metrics, step):
         exc = _STOP.pop(threading.get_ident(), None)
@@ -162,7 +162,7 @@ def _install_stop_check() -> None:
             raise exc("the job exceeded the sweep's per-job timeout")
         return original(self, metrics, step)
 
-    tracking.RunRecorder.log_metrics = log_metrics
+    store_write.RunRecorder.log_metrics = log_metrics
     _CHECKER_INSTALLED = True
 
 
@@ -176,7 +176,7 @@ def stop_jobs(keys: Sequence[str]) -> list[str]:
 
 
 def run_remote(task: sweeps.Task, key: str, timeout: float | None = None) -> JobStatus:
-    """The dask task of one job: clean state, idempotency, then ``nets.sweeps.execute``."""
+    """The dask task of one job: clean state, idempotency, then ``nets.runs.sweep.execute``."""
     reset_mlflow(task.spec.uri)
     try:
         done = settle_attempts(task.spec)
@@ -209,9 +209,9 @@ def is_local_store(uri: str | None) -> bool:
     """A store only processes on this host can reach (SQLite file, local path)."""
     if not uri:
         return False
-    from nets import tracking
+    from nets.store import uri as store_uri, client as store_client, write as store_write
 
-    return tracking.sqlite_path(uri) is not None or tracking.file_path(uri) is not None \
+    return store_uri.sqlite_path(uri) is not None or store_uri.file_path(uri) is not None \
         or uri.startswith("sqlite:")
 
 
@@ -262,7 +262,7 @@ _probe.__module__ = "__main__"
 
 
 class DaskSweep(sweeps.Sweep):
-    """``nets.sweeps.Sweep`` with dask futures instead of loky slots."""
+    """``nets.runs.sweep.Sweep`` with dask futures instead of loky slots."""
 
     def __init__(self, jobs, settings: DaskSettings, name, axes, sweep_dir=None, out=None):
         super().__init__(jobs, settings, name, axes, sweep_dir, out)

@@ -4,7 +4,7 @@ The run's ``config.yaml`` artifact (the resolved config ``nets-train`` recorded,
 flattened params) is read with ``yaml.safe_load``, checked (plain data only, no ``_``
 keys, no ``${...}`` interpolation, every component a registry name: ``build_run``),
 checked against the run's ``nets.config_hash`` tag (an edited artifact is refused), and
-rerun through ``nets.jobs.run_job`` into the same store and experiment, as a new run
+rerun through ``nets.runs.job.run_job`` into the same store and experiment, as a new run
 tagged ``nets.reproduces=<RUN_ID>``, with the BLAS thread count the original recorded.
 Then every metric history of both runs is compared point by point with ``==``.
 
@@ -50,9 +50,9 @@ from urllib.parse import urlparse
 
 import yaml
 
-from nets import tracking
+from nets.store import uri as store_uri, client as store_client
 from nets.app.schema import GROUPS, ROOT_KEYS
-from nets.jobs import (TRACKING_DEFAULTS, JobFailed, JobSpec, blas_state, config_hash, git_state,
+from nets.runs.job import (TRACKING_DEFAULTS, JobFailed, JobSpec, blas_state, config_hash, git_state,
                        run_job)
 from nets.registry import ConfigError
 
@@ -116,7 +116,7 @@ def _show(v: Any) -> str:
 def open_store(uri_arg: str | None, launch_dir: str | os.PathLike | None = None) -> str:
     """Resolve the store like ``nets-train``; refuse a SQLite file that does not exist."""
     try:
-        return tracking.existing_store(uri_arg, launch_dir)
+        return store_uri.existing_store(uri_arg, launch_dir)
     except FileNotFoundError as e:
         raise ReproduceError(str(e)) from None
 
@@ -150,9 +150,9 @@ def local_artifact_dirs(uri: str, run) -> list[Path]:
     it is right for a copied or moved store, whose database still holds the old
     absolute path, and is the recorded path itself otherwise.
     """
-    recorded = tracking.file_path(run.info.artifact_uri or "")
+    recorded = store_uri.file_path(run.info.artifact_uri or "")
     out: list[Path] = []
-    root = tracking.artifact_root(uri)
+    root = store_uri.artifact_root(uri)
     if root is not None:
         if recorded is not None and recorded.name == "artifacts" \
                 and recorded.parent.name == run.info.run_id:
@@ -170,7 +170,7 @@ def local_artifact_dirs(uri: str, run) -> list[Path]:
 
 def read_artifact(client, uri: str, run, name: str) -> str | None:
     """Text of artifact ``name`` of ``run`` (``None`` if it has none); size-capped."""
-    if tracking.file_path(run.info.artifact_uri or "") is not None:
+    if store_uri.file_path(run.info.artifact_uri or "") is not None:
         for d in local_artifact_dirs(uri, run):
             p = d / name
             if p.is_file():
@@ -293,7 +293,7 @@ def metric_histories(client, run) -> dict[str, list[tuple[int, float]]]:
     """Every metric of ``run`` as sorted ``(step, value)`` lists."""
     out = {}
     for key in run.data.metrics:
-        pts = tracking._retry(client.get_metric_history, run.info.run_id, key)
+        pts = store_client.retry(client.get_metric_history, run.info.run_id, key)
         out[key] = sorted((int(m.step), float(m.value)) for m in pts)
     return out
 
@@ -500,14 +500,14 @@ def reproduce(run_id: str, uri: str, experiment: str | None = None, stream=None)
 
     client, run, cfg, overrides = prepare(run_id, uri, finished=True)
     if experiment:
-        exp_id = tracking.prepare_store(uri, experiment)
+        exp_id = store_client.prepare_store(uri, experiment)
     else:
         exp_id = run.info.experiment_id
     exp = client.get_experiment(exp_id)
     if exp.lifecycle_stage != "active":
         raise ReproduceError(f"experiment {exp.name!r} of run {run_id} is deleted: restore it "
                              "or pass --experiment NAME")
-    old = tracking.relocate_if_moved(uri, exp)
+    old = store_client.relocate_if_moved(uri, exp)
     if old:
         say(f"note: the store was moved or copied; experiment {exp.name!r} now keeps its "
             f"artifacts inside it (was {old})")
@@ -518,7 +518,7 @@ def reproduce(run_id: str, uri: str, experiment: str | None = None, stream=None)
                        "uri": uri, "experiment": exp.name, "progress": "lines",
                        "run_name": f"{run.info.run_name or run_id}-reproduce"}
     with limit:
-        current = {**tracking.versions(), **git_state(), **blas_state()}
+        current = {**store_client.versions(), **git_state(), **blas_state()}
         env = environment_differences(tags, current)
         if n_threads is None:
             say("note: the original run recorded no BLAS thread count; using the current one")
@@ -536,10 +536,10 @@ def reproduce(run_id: str, uri: str, experiment: str | None = None, stream=None)
     original_h = metric_histories(client, run)
     new_h = metric_histories(client, new_run)
     diff = compare(original_h, new_h)
-    tracking._retry(client.set_tag, status.run_id, "nets.reproduce.result",
+    store_client.retry(client.set_tag, status.run_id, "nets.runs.reproduce.result",
                     "identical" if diff is None else "different")
     if diff is not None:
-        tracking._retry(client.set_tag, status.run_id, "nets.reproduce.first_difference",
+        store_client.retry(client.set_tag, status.run_id, "nets.runs.reproduce.first_difference",
                         diff.describe()[:5000])
     return Report(run_id, status.run_id, diff, env, len(original_h),
                   sum(len(v) for v in original_h.values()))

@@ -62,7 +62,7 @@ def run_name(cfg: Mapping[str, Any]) -> str:
 
 def git_state() -> dict[str, str]:
     """Commit and dirty flag of the nets source checkout, when it is one."""
-    src = Path(__file__).resolve().parent.parent
+    src = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=5)
@@ -227,17 +227,17 @@ def run_job(spec: JobSpec, stream=None) -> JobStatus:
     progress = Progress(tr["progress"], run.settings.epochs, stream=stream)
     rec = None
     if tr["enabled"]:
-        from nets import tracking
+        from nets.store import client as store_client, write as store_write
 
         tags = {"nets.config_hash": config_hash(cfg), "nets.dataset": run.data.name,
                 "nets.task": run.data.task, "nets.host": socket.gethostname(),
-                "nets.pid": os.getpid(), **tracking.versions(), **git_state(), **blas_state(),
+                "nets.pid": os.getpid(), **store_client.versions(), **git_state(), **blas_state(),
                 **spec.tags}
-        rec = tracking.RunRecorder(spec.uri, spec.experiment_id, tr["run_name"] or run_name(core),
+        rec = store_write.RunRecorder(spec.uri, spec.experiment_id, tr["run_name"] or run_name(core),
                                    tags=tags, parent_run_id=spec.parent_run_id)
     try:
         if rec is not None:
-            rec.log_params(tracking.flatten(core))
+            rec.log_params(store_write.flatten(core))
             rec.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
             rec.log_text(yaml.safe_dump(list(spec.overrides)), "overrides.yaml")
         callbacks = [progress] + ([lambda e, m: rec.log_metrics(m, e)] if rec else [])
@@ -321,7 +321,7 @@ def _log_artifacts(rec, run: Run, res: Result, tr: Mapping[str, Any]) -> None:
             path.write_bytes(buf.getvalue())
             rec.log_file(path)
     if tr["log_plots"]:
-        from nets.plots import curves_figure
+        from nets.report.plots import curves_figure
 
         chance = 1.0 / run.data.n_classes if run.data.task == "classification" else None
         rec.log_figure(curves_figure(res.history, chance=chance, title=rec.run.info.run_name),

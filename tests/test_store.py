@@ -1,4 +1,4 @@
-"""``nets.tracking`` in-process: URI resolution, store preparation, sanitising, RunRecorder,
+"""``nets.store`` in-process: URI resolution, store preparation, sanitising, RunRecorder,
 and concurrent writers on one SQLite store."""
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nets import tracking
-from nets.tracking import RunRecorder, clean_key, finite, flatten, prepare_store, resolve_uri
+from nets.store import uri as store_uri, client as store_client
+from nets.store.client import prepare_store
+from nets.store.uri import resolve_uri
+from nets.store.write import RunRecorder, clean_key, finite, flatten
 
 
 def sqlite_uri(path: Path) -> str:
@@ -40,7 +42,7 @@ def test_default_uri_is_sqlite_under_launch_dir(tmp_path, no_env_uri):
 def test_relative_sqlite_path_made_absolute(tmp_path, no_env_uri):
     uri = resolve_uri("sqlite:///rel/x.db", tmp_path)
     assert uri == sqlite_uri((tmp_path / "rel" / "x.db").resolve())
-    assert Path(tracking.sqlite_path(uri)).is_absolute()
+    assert Path(store_uri.sqlite_path(uri)).is_absolute()
 
 
 def test_absolute_sqlite_path_kept(tmp_path, no_env_uri):
@@ -77,9 +79,9 @@ def test_http_uri_untouched(tmp_path, no_env_uri):
 
 
 def test_artifact_root_next_to_db(tmp_path):
-    assert tracking.artifact_root(sqlite_uri(tmp_path / "s" / "mlflow.db")) == \
+    assert store_uri.artifact_root(sqlite_uri(tmp_path / "s" / "mlflow.db")) == \
         str(tmp_path / "s" / "artifacts")
-    assert tracking.artifact_root("http://x") is None
+    assert store_uri.artifact_root("http://x") is None
 
 
 # -- prepare_store -------------------------------------------------------------------------
@@ -250,7 +252,7 @@ def test_end_orphans_ends_running_runs(store):
     uri, eid = store
     a = RunRecorder(uri, eid, "orphan", tags={"sweep": "s1"})
     b = RunRecorder(uri, eid, "other", tags={"sweep": "s2"})
-    ended = tracking.end_orphans(uri, [eid], "tags.sweep = 's1'")
+    ended = store_client.end_orphans(uri, [eid], "tags.sweep = 's1'")
     assert ended == [a.run_id]
     c = MlflowClient(uri)
     assert c.get_run(a.run_id).info.status == "KILLED"
@@ -259,7 +261,7 @@ def test_end_orphans_ends_running_runs(store):
 
 
 def test_versions_tags():
-    v = tracking.versions()
+    v = store_client.versions()
     assert {"nets.version", "numpy.version", "mlflow.version", "python.version"} <= set(v)
     assert v["numpy.version"] == np.__version__
 

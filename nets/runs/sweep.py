@@ -8,7 +8,7 @@ Hydra. Everything here follows the measured failures of Hydra 1.3's joblib launc
 - The store (schema, WAL, experiment) is prepared once, here, before any worker starts;
   jobs get the absolute URI, the experiment id and the parent run id.
 - Each job runs inside ``execute``, which catches everything (``BaseException``), writes
-  the full traceback to the job's ``job.log`` (``nets.jobs.run_job`` also attaches it to
+  the full traceback to the job's ``job.log`` (``nets.runs.job.run_job`` also attaches it to
   the run as ``error.txt`` and ends the run FAILED or KILLED) and returns a small
   ``JobStatus``: no exception object crosses the process boundary.
 - Results are handled as they arrive; each failure is printed when it happens.
@@ -75,7 +75,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from nets.jobs import JobFailed, JobSpec, JobStatus, config_hash, run_job, run_name
+from nets.runs.job import JobFailed, JobSpec, JobStatus, config_hash, run_job, run_name
 
 # Exit code of the last sweep(s) in this process: 0, 1 (a job failed), 130 (interrupted).
 # The console entries (``nets-train -m``, ``nets-sweep``) exit with it after Hydra
@@ -184,8 +184,8 @@ def init_worker(blas_threads: int, warm: dict | None = None) -> None:
     _limit_blas(blas_threads)
     import io
 
-    from nets import tracking  # noqa: F401 - mlflow: the slowest import, once per worker
-    from nets.plots import curves_figure
+    from nets.store import uri as store_uri, client as store_client, write as store_write
+    from nets.report.plots import curves_figure
 
     # The first figure loads fonts (~0.2 s); pay it here, not in the first job.
     with warnings.catch_warnings():
@@ -195,9 +195,9 @@ def init_worker(blas_threads: int, warm: dict | None = None) -> None:
                        "lr": [0.1, 0.1]}).savefig(io.BytesIO(), format="png")
         try:
             if warm and warm.get("uri"):
-                tracking.MlflowClient(warm["uri"]).get_experiment(warm["experiment_id"])
+                store_client.MlflowClient(warm["uri"]).get_experiment(warm["experiment_id"])
             if warm and warm.get("dataset") is not None:
-                from nets.datasets import DATASETS
+                from nets.data import DATASETS
                 from nets.train import make_rngs
 
                 DATASETS.build(warm["dataset"], key="dataset").load(
@@ -291,9 +291,9 @@ def _arm_test_crash(number: int) -> Callable[[], None]:
     mode = wanted.get(str(number))
     if mode is None:
         return lambda: None
-    from nets import tracking
+    from nets.store import uri as store_uri, client as store_client, write as store_write
 
-    original = tracking.RunRecorder.log_metrics
+    original = store_write.RunRecorder.log_metrics
 
     def crashing(self, metrics, step):
         original(self, metrics, step)
@@ -313,8 +313,8 @@ def _arm_test_crash(number: int) -> Callable[[], None]:
             if mode == "sys_exit":
                 sys.exit(2)
 
-    tracking.RunRecorder.log_metrics = crashing
-    return lambda: setattr(tracking.RunRecorder, "log_metrics", original)
+    store_write.RunRecorder.log_metrics = crashing
+    return lambda: setattr(store_write.RunRecorder, "log_metrics", original)
 
 
 # -- driver side: jobs and the store ----------------------------------------------------
@@ -354,22 +354,22 @@ class Job:
 class Store:
     uri: str
     experiment_id: str
-    parent: Any = None                 # tracking.RunRecorder of the sweep's parent run
+    parent: Any = None                 # store_write.RunRecorder of the sweep's parent run
     previous_parent: str | None = None
 
 
 def _client(uri: str):
     # nets.tracking is the only module that imports mlflow; it has no run search yet,
     # so its client class is used here.
-    from nets import tracking
+    from nets.store import uri as store_uri, client as store_client, write as store_write
 
-    return tracking.MlflowClient(uri)
+    return store_client.MlflowClient(uri)
 
 
 def _retry(fn, *args, **kwargs):
-    from nets import tracking
+    from nets.store import uri as store_uri, client as store_client, write as store_write
 
-    return tracking._retry(fn, *args, **kwargs)
+    return store_client.retry(fn, *args, **kwargs)
 
 
 def _search(uri: str, experiment_ids: list[str], filter_string: str,
@@ -544,9 +544,9 @@ class Sweep:
             if uri is None:
                 continue
             if read_only:
-                from nets import tracking
+                from nets.store import uri as store_uri, client as store_client, write as store_write
 
-                db = tracking.sqlite_path(uri)
+                db = store_uri.sqlite_path(uri)
                 if db is not None and not db.exists():
                     continue
                 e = _retry(_client(uri).get_experiment_by_name, exp)
@@ -610,13 +610,13 @@ class Sweep:
 
     def _prepare(self) -> None:
         """Schema, WAL, experiment and the parent run, once, before any worker starts."""
-        from nets import tracking
+        from nets.store import uri as store_uri, client as store_client, write as store_write
 
         groups = self._groups()
         for (uri, exp), group in groups.items():
             if uri is None:
                 continue
-            store = Store(uri, tracking.prepare_store(uri, exp))
+            store = Store(uri, store_client.prepare_store(uri, exp))
             self.stores[(uri, exp)] = store
             for j in group:
                 j.experiment_id = store.experiment_id
@@ -637,19 +637,19 @@ class Sweep:
             store.parent = self._parent_run(store, groups[(uri, exp)], key)
 
     def _parent_run(self, store: Store, group: list[Job], key: str):
-        from nets import tracking
+        from nets.store import uri as store_uri, client as store_client, write as store_write
 
         s = self.settings
         tags = {"nets.sweep_id": self.sweep_id, "nets.sweep_role": "parent",
                 "nets.sweep_name": self.name, "nets.sweep_key": key,
                 "nets.host": socket.gethostname(), "nets.pid": os.getpid(),
                 "nets.n_jobs": self.workers, "nets.blas_threads_limit": self.threads,
-                "nets.sweep_dir": str(self.sweep_dir or ""), **tracking.versions()}
+                "nets.sweep_dir": str(self.sweep_dir or ""), **store_client.versions()}
         if store.previous_parent:
             prev = _retry(_client(store.uri).get_run, store.previous_parent)
             tags.update({"nets.resumes": store.previous_parent,
                          "nets.resumes_sweep_id": prev.data.tags.get("nets.sweep_id", "")})
-        rec = tracking.RunRecorder(store.uri, store.experiment_id, f"sweep {self.name}",
+        rec = store_write.RunRecorder(store.uri, store.experiment_id, f"sweep {self.name}",
                                    tags=tags)
         params = {f"sweep.{k}": ",".join(v) for k, v in self.axes.items()}
         params.update({"sweep.jobs": len(group), "launcher.n_jobs": self.workers,
@@ -821,15 +821,15 @@ class Sweep:
 
     def _placeholder(self, job: Job, store: Store, reason: str) -> str:
         """A FAILED run for a job that died before creating its own."""
-        from nets import tracking
+        from nets.store import uri as store_uri, client as store_client, write as store_write
 
         core = {k: v for k, v in job.config.items() if k != "tracking"}
         task = self._task(job)
-        rec = tracking.RunRecorder(store.uri, store.experiment_id, run_name(core),
+        rec = store_write.RunRecorder(store.uri, store.experiment_id, run_name(core),
                                    tags={**task.spec.tags, "nets.config_hash": job.config_hash,
                                          "nets.error": reason},
                                    parent_run_id=task.spec.parent_run_id)
-        rec.log_params(tracking.flatten(core))
+        rec.log_params(store_write.flatten(core))
         rec.log_text(reason + "\n", "error.txt")
         rec.end("FAILED")
         return rec.run_id

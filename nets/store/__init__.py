@@ -1,0 +1,11 @@
+"""The MLflow record: the only package of nets that imports mlflow.
+
+- ``uri``: where the store is (URI resolution, SQLite paths); imports nothing heavy.
+- ``client``: opening and preparing a store, retries, versions.
+- ``write``: one run's record (params, batched metrics, tags, artifacts, status).
+- ``read``: searches, bulk histories and artifacts for the read-back commands.
+- ``tags``: the one vocabulary of tag and metric keys nets writes and reads.
+
+Modules are imported one by one (``from nets.store import uri``), never through this
+``__init__``, so a command that only resolves a path never pays for ``import mlflow``.
+"""

@@ -1,0 +1,161 @@
+"""One run's record: params once, batched metrics, tags, artifacts, the final status.
+
+- Metrics go out synchronously in ``log_batch`` calls: points are buffered and flushed
+  once at least ``flush_seconds`` have passed (so an epoch longer than that is written
+  as soon as it ends, and a run of 5 ms epochs costs one transaction a second instead
+  of one per epoch), and always before the run ends. Never MLflow's asynchronous
+  logging: it lost points under lock contention while the run still ended FINISHED.
+- Keys and values are sanitised here, once: int steps, finite floats. A NaN/inf metric
+  is not written as 1.8e308: it is dropped and the run is tagged as diverged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from typing import Any, Mapping
+
+from mlflow.entities import Metric, Param, RunTag
+
+from nets.store.client import MlflowClient, retry
+
+_KEY_BAD = re.compile(r"[^A-Za-z0-9_.\-/ :]")
+MAX_PARAM_LEN = 6000
+
+
+def clean_key(key: str) -> str:
+    """A key MLflow accepts: allowed characters, no leading or doubled '/', <= 250."""
+    key = _KEY_BAD.sub("_", str(key))
+    key = re.sub(r"/+", "/", key).strip("/") or "_"
+    return key[:250]
+
+
+def finite(value: Any) -> float | None:
+    """``float(value)`` if finite, else ``None`` (the caller records divergence)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"optimizer": {"lr": 0.1}} -> {"optimizer.lr": "0.1"}``; lists stay one value."""
+    out: dict[str, str] = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v)
+    return out
+
+
+# -- one run --------------------------------------------------------------------------
+
+class RunRecorder:
+    """Writes one run: params once, a metric batch per epoch, tags, artifacts, status.
+
+    Parameters
+    ----------
+    uri : str
+        Absolute tracking URI (prepared by ``prepare_store`` in the launcher).
+    experiment_id : str
+    run_name : str
+    tags : mapping
+        Initial tags (config hash, versions, sweep ids ...).
+    parent_run_id : str, optional
+        Makes this a child run (``mlflow.parentRunId``).
+    """
+
+    def __init__(self, uri: str, experiment_id: str, run_name: str,
+                 tags: Mapping[str, str] = (), parent_run_id: str | None = None,
+                 flush_seconds: float = 1.0):
+        self.client = MlflowClient(uri)
+        self.flush_seconds = flush_seconds
+        self._buffer: list[Metric] = []
+        self._last_flush = time.monotonic()
+        all_tags = {k: str(v) for k, v in dict(tags).items()}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        self.run = retry(self.client.create_run, experiment_id, run_name=run_name,
+                          tags=all_tags)
+        self.run_id = self.run.info.run_id
+        self.dropped: list[tuple[str, int]] = []
+        self.ended = False
+
+    # metrics ------------------------------------------------------------------------
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
+        """Queue an epoch's metrics at integer ``step``; flush if the buffer is due."""
+        now = int(time.time() * 1000)
+        for k, v in metrics.items():
+            fv = finite(v)
+            if fv is None:
+                self.dropped.append((k, int(step)))
+                continue
+            self._buffer.append(Metric(clean_key(k), fv, now, int(step)))
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every buffered point (the client splits batches over 1000 points)."""
+        if self._buffer:
+            batch, self._buffer = self._buffer, []
+            retry(self.client.log_batch, self.run_id, metrics=batch)
+        self._last_flush = time.monotonic()
+
+    def log_summary(self, metrics: Mapping[str, Any]) -> None:
+        """Single-value metrics (``best/…``, ``final/…``) at step 0, written now."""
+        self.log_metrics(metrics, 0)
+        self.flush()
+
+    # params and tags ------------------------------------------------------------------
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params once (MLflow params are immutable); the client chunks the batch.
+
+        A value over MLflow's 6000-character limit is cut with a marker; the full
+        config is always in the ``config.yaml`` artifact.
+        """
+        items = []
+        for k, v in params.items():
+            s = str(v)
+            if len(s) > MAX_PARAM_LEN:
+                s = s[:MAX_PARAM_LEN - 20] + "…(see config.yaml)"
+            items.append(Param(clean_key(k), s))
+        retry(self.client.log_batch, self.run_id, params=items)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        items = [RunTag(clean_key(k), str(v)[:8000]) for k, v in tags.items()]
+        if items:
+            retry(self.client.log_batch, self.run_id, tags=items)
+
+    # artifacts ----------------------------------------------------------------------
+
+    def log_text(self, text: str, path: str) -> None:
+        retry(self.client.log_text, self.run_id, text, path)
+
+    def log_file(self, local_path: str | os.PathLike, artifact_dir: str | None = None) -> None:
+        retry(self.client.log_artifact, self.run_id, str(local_path), artifact_dir)
+
+    def log_figure(self, fig, path: str) -> None:
+        retry(self.client.log_figure, self.run_id, fig, path)
+
+    # end ----------------------------------------------------------------------------
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Terminate the run once with ``FINISHED``, ``FAILED`` or ``KILLED``."""
+        if self.ended:
+            return
+        self.flush()
+        if self.dropped:
+            first = self.dropped[0]
+            self.set_tags({"nets.nonfinite_metrics": len(self.dropped),
+                           "nets.first_nonfinite": f"{first[0]}@{first[1]}"})
+        retry(self.client.set_terminated, self.run_id, status)
+        self.ended = True
+
