@@ -12,7 +12,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from nets import convolutions  # noqa: F401  (registers conv2d and max_pool2d)
 from nets.activations import ACTIVATIONS, Activation
 from nets.layers import LAYERS, Layer, Param
 from nets.losses import Loss

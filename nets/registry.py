@@ -9,6 +9,10 @@ never written back into the spec.
 
 The names here are the stems of the YAML files under ``conf/``; renaming a class never
 changes them, so old runs keep reproducing.
+
+This module imports no component: each component module imports it and registers
+itself, and ``nets.catalog`` is the one module that imports every kind (so the tables
+are full) and offers ``build(kind, spec)``.
 """
 
 from __future__ import annotations
@@ -172,20 +176,6 @@ def registry(kind: str) -> Registry:
     if kind not in REGISTRIES:
         REGISTRIES[kind] = Registry(kind)
     return REGISTRIES[kind]
-
-
-def build(kind: str, spec: Any, key: str | None = None, **runtime: Any) -> Any:
-    """Build a component of ``kind`` from a plain spec (see ``Registry.build``)."""
-    _load_all()
-    if kind not in REGISTRIES:
-        raise ConfigError("kind", kind, f"choose one of: {', '.join(sorted(REGISTRIES))}")
-    return REGISTRIES[kind].build(spec, key=key, **runtime)
-
-
-def _load_all() -> None:
-    # Importing the modules fills the tables; done lazily so registry.py has no cycle.
-    from nets import (activations, convolutions, data, initializers,  # noqa: F401
-                      layers, losses, models, optimizers, schedules, targets)
 
 
 def check(cond: bool, key: str, value: Any, allowed: str, why: str = "") -> None:

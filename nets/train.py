@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from nets import catalog  # noqa: F401 - every kind registered: build_run builds by name
 from nets.activations import Activation
 from nets.data import DATASETS, Data
 from nets.losses import LOSSES, REDUCTIONS, Loss
@@ -32,6 +33,9 @@ from nets.schedules import SCHEDULES, Schedule
 from nets.targets import TARGETS, Target
 
 DTYPES = ("float32", "float64")
+# The sections of a run's config: the component groups (one registry each) and the rest.
+GROUPS = ("dataset", "model", "loss", "target", "optimizer", "schedule")
+CONFIG_SECTIONS = ("seed", *GROUPS, "train", "diagnostics", "tracking")
 Callback = Callable[[int, dict], None]
 
 

@@ -16,11 +16,11 @@ from hydra import compose, initialize_config_dir
 
 from nets.app import config as appconfig
 from nets.app.schema import GROUPS, register
-from nets.registry import REGISTRIES, ConfigError, _load_all, build
+from nets.catalog import REGISTRIES, build
+from nets.registry import ConfigError
 from nets.train import build_run
 
 CONF_DIR = appconfig.CONF_DIR
-_load_all()
 register()
 
 

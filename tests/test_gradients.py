@@ -14,7 +14,7 @@ import importlib
 import numpy as np
 import pytest
 
-from nets import gradcheck
+from nets import catalog, gradcheck  # noqa: F401 - catalog: every kind registered
 from nets.activations import ACTIVATIONS
 from nets.gradcheck import check_layer, check_model, numerical_grad, rel_error
 from nets.layers import LAYERS

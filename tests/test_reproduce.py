@@ -23,12 +23,14 @@ import yaml
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
+from nets.app import reproduce as rpcli
 from nets.runs import reproduce as rp
 from nets.app import config as appconfig
 from nets.app.schema import register
 from nets.app.train import train
 from nets.runs.job import JobSpec, config_hash, run_job
-from nets.runs.reproduce import Difference, compare, main
+from nets.app.reproduce import main
+from nets.runs.reproduce import Difference, compare
 from nets.store.client import prepare_store
 from nets.store.uri import resolve_uri
 
@@ -96,7 +98,7 @@ def test_reproduce_single_run_is_identical(tmp_path, capsys):
     assert new.info.experiment_id == orig.info.experiment_id
     assert new.info.status == "FINISHED"
     assert new.data.tags["nets.config_hash"] == orig.data.tags["nets.config_hash"]
-    assert new.data.tags["nets.runs.reproduce.result"] == "identical"
+    assert new.data.tags["nets.reproduce.result"] == "identical"
     assert "mlflow.parentRunId" not in new.data.tags
     for key in orig.data.metrics:   # the claim checked independently of compare()
         h = lambda r: [(m.step, m.value) for m in sorted(  # noqa: E731
@@ -146,7 +148,7 @@ def test_print_command_recreates_the_config(tmp_path, capsys):
 def test_print_command_falls_back_to_recorded_overrides(tmp_path, capsys, monkeypatch):
     store = tmp_path / "store"
     rid = record(store, "optimizer.lr=0.05")
-    monkeypatch.setattr(rp, "overrides_for", lambda cfg: None)   # conf/ changed since
+    monkeypatch.setattr(rpcli, "overrides_for", lambda cfg: None)   # conf/ changed since
     capsys.readouterr()
     assert main([rid, "--uri", str(store), "--print-command"]) == 0
     out, err = capsys.readouterr()
@@ -335,8 +337,8 @@ def test_different_history_reports_first_difference(tmp_path, capsys):
     assert out.startswith("different: ")
     assert f"metric 'val/loss' at step 2: original {changed!r}, reproduced {pt.value!r}" in out
     (new,) = reproductions(store, rid)
-    assert new.data.tags["nets.runs.reproduce.result"] == "different"
-    assert "val/loss" in new.data.tags["nets.runs.reproduce.first_difference"]
+    assert new.data.tags["nets.reproduce.result"] == "different"
+    assert "val/loss" in new.data.tags["nets.reproduce.first_difference"]
 
 
 def test_compare_rules():
@@ -370,11 +372,11 @@ def test_config_checks_are_plain_data_only():
 
 
 def test_hydra_values():
-    assert rp.hydra_value([8, 4]) == "[8,4]"
-    assert rp.hydra_value({"name": "normal", "std": 0.1}) == "{name: normal, std: 0.1}"
-    assert rp.hydra_value("null") == "'null'" and rp.hydra_value(None) == "null"
-    assert rp.hydra_value("/a b/c.csv") == "'/a b/c.csv'"
-    assert rp.hydra_value(1e-05) == "1e-05" and rp.hydra_value(True) == "true"
+    assert rpcli.hydra_value([8, 4]) == "[8,4]"
+    assert rpcli.hydra_value({"name": "normal", "std": 0.1}) == "{name: normal, std: 0.1}"
+    assert rpcli.hydra_value("null") == "'null'" and rpcli.hydra_value(None) == "null"
+    assert rpcli.hydra_value("/a b/c.csv") == "'/a b/c.csv'"
+    assert rpcli.hydra_value(1e-05) == "1e-05" and rpcli.hydra_value(True) == "true"
 
 
 # -- an mlflow server over http (opt-in: the server takes ~20 s to start) ------------------

@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nets.app.schema import GROUPS, ROOT_KEYS
-from nets.registry import REGISTRIES, ConfigError, _load_all, suggest
+from nets.catalog import REGISTRIES
+from nets.registry import ConfigError, suggest
 from nets.train import TrainSettings
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -34,7 +35,6 @@ def check_overrides(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
     Runs before Hydra so the user gets one line with the choices instead of Hydra's
     multi-line message, and so ``+key=`` cannot smuggle in a key no schema knows.
     """
-    _load_all()
     groups = set(GROUPS) | {p.name for p in conf_dir.iterdir() if p.is_dir()}
     for o in overrides:
         if o.startswith("hydra.") or o.startswith("hydra/") or o.startswith("+hydra"):

@@ -17,12 +17,12 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from nets.registry import REGISTRIES, _load_all
+from nets.catalog import REGISTRIES
 from nets.diagnostics import DiagnosticsSettings
 from nets.train import TrainSettings
 
 # Config groups selected at the top level; every name in their registry has a YAML file.
-GROUPS = ("dataset", "model", "loss", "target", "optimizer", "schedule")
+from nets.train import GROUPS  # noqa: E402 - one list of the component groups
 # Fields holding a nested spec (a name, or a mapping with one): typed Any and checked by
 # the registry when built, since OmegaConf has no Union of str and dict.
 SPEC_FIELDS = {"init", "bias_init", "activation", "output", "fn", "after", "layers"}
@@ -128,7 +128,6 @@ ROOT_KEYS = tuple(f.name for f in dataclasses.fields(Config))
 
 def register() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent)."""
-    _load_all()
     cs = ConfigStore.instance()
     cs.store(name="nets_base", node=Config)
     for kind in GROUPS:

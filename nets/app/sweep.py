@@ -57,7 +57,7 @@ def plan(config, loader, job_overrides: Sequence[Sequence[str]],
     from omegaconf import open_dict, read_write
     from omegaconf.errors import OmegaConfBaseException
 
-    from nets.store import uri as store_uri, client as store_client
+    from nets.store import uri as store_uri
     from nets.runs.job import tracking_of
     from nets.train import build_run
 

@@ -94,7 +94,7 @@ def reset_mlflow(uri: str | None) -> None:
     for k in sweeps.MLFLOW_ENV:
         os.environ.pop(k, None)
     os.environ.update(WORKER_ENV)
-    from nets.store import uri as store_uri, client as store_client, write as store_write
+    from nets.store import client as store_client
 
     mlflow = store_client.mlflow
     try:
@@ -150,7 +150,7 @@ def _install_stop_check() -> None:
     global _CHECKER_INSTALLED
     if _CHECKER_INSTALLED:
         return
-    from nets.store import uri as store_uri, client as store_client, write as store_write
+    from nets.store import write as store_write
 
     original = store_write.RunRecorder.log_metrics
 
@@ -209,7 +209,7 @@ def is_local_store(uri: str | None) -> bool:
     """A store only processes on this host can reach (SQLite file, local path)."""
     if not uri:
         return False
-    from nets.store import uri as store_uri, client as store_client, write as store_write
+    from nets.store import uri as store_uri
 
     return store_uri.sqlite_path(uri) is not None or store_uri.file_path(uri) is not None \
         or uri.startswith("sqlite:")

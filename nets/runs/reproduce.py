@@ -26,20 +26,13 @@ its database. Artifacts are then read from the same place inside the store direc
 anything the experiment's artifact location is pointed back inside the store, so the
 new run's files land in this store and not in the directory it was copied from.
 
-``--print-command`` prints the ``nets-train`` command that recreates the run. The
-overrides are derived from the stored config itself: its group choices plus every value
-that differs from what those choices compose to with the current ``conf/``, checked by
-composing them again (same config hash). If the current ``conf/`` cannot express the
-config, the recorded ``overrides.yaml`` is printed instead, with a note on stderr.
+The command line (and ``--print-command``) is ``nets.app.reproduce``.
 """
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
 import re
-import shlex
 import sys
 import tempfile
 from contextlib import nullcontext
@@ -51,10 +44,10 @@ from urllib.parse import urlparse
 import yaml
 
 from nets.store import uri as store_uri, client as store_client
-from nets.app.schema import GROUPS, ROOT_KEYS
-from nets.runs.job import (TRACKING_DEFAULTS, JobFailed, JobSpec, blas_state, config_hash, git_state,
+from nets.runs.job import (TRACKING_DEFAULTS, JobSpec, blas_state, config_hash, git_state,
                        run_job)
 from nets.registry import ConfigError
+from nets.train import CONFIG_SECTIONS as ROOT_KEYS
 
 PROG = "nets-reproduce"
 SUMMARY_PREFIXES = ("best/", "final/", "data/")
@@ -64,7 +57,6 @@ ENV_TAGS = ("numpy.version", "nets.blas", "nets.blas_threads", "nets.version", "
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_NODES = 100_000
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_PLAIN_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
 class ReproduceError(Exception):
@@ -353,98 +345,6 @@ def environment_differences(original_tags: Mapping[str, str],
     return out
 
 
-# -- the store directory moved ------------------------------------------------------------
-
-# -- the command line -------------------------------------------------------------------------
-
-def hydra_value(v: Any) -> str:
-    """A value in Hydra's override grammar."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else
-                                                 ("inf" if v > 0 else "-inf"))
-    if isinstance(v, str):
-        if _PLAIN_WORD.match(v) and v.lower() not in ("null", "true", "false", "inf", "nan"):
-            return v
-        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(hydra_value(x) for x in v) + "]"
-    if isinstance(v, Mapping):
-        return "{" + ", ".join(f"{k}: {hydra_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write {type(v).__name__} as an override")
-
-
-def _diff(base: Any, want: Any, prefix: str, out: list[str]) -> None:
-    for k, v in want.items():
-        key = f"{prefix}{k}"
-        if k not in base:
-            out.append(f"+{key}={hydra_value(v)}")
-        elif isinstance(v, dict) and isinstance(base[k], dict) and v and base[k]:
-            _diff(base[k], v, key + ".", out)
-        elif base[k] != v or type(base[k]) is not type(v):
-            out.append(f"{key}={hydra_value(v)}")
-    for k in base:
-        if k not in want:
-            out.append(f"~{prefix}{k}")
-
-
-def _compose(overrides: list[str]) -> dict:
-    from hydra import compose, initialize_config_dir
-
-    from nets.app import config as appconfig
-    from nets.app.schema import register
-
-    register()
-    with initialize_config_dir(str(appconfig.CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides))
-    return appconfig.to_plain(cfg)
-
-
-def overrides_for(cfg: Mapping[str, Any]) -> list[str] | None:
-    """Overrides of the current ``conf/`` that compose exactly ``cfg``'s core (same
-    ``config_hash``), or ``None`` if there are none this simple."""
-    core = {k: v for k, v in cfg.items() if k != "tracking"}
-    try:
-        default = _compose([])
-        groups = []
-        for g in GROUPS:
-            spec = core.get(g)
-            name = spec if isinstance(spec, str) else (spec or {}).get("name")
-            if isinstance(name, str) and name != (default.get(g) or {}).get("name"):
-                groups.append(f"{g}={name}")
-        base = _compose(groups) if groups else default
-        values: list[str] = []
-        _diff({k: v for k, v in base.items() if k != "tracking"}, core, "", values)
-        again = _compose(groups + values)
-    except Exception:  # noqa: BLE001 - any composition failure means "not expressible"
-        return None
-    return groups + values if config_hash(again) == config_hash(core) else None
-
-
-def command_line(cfg: Mapping[str, Any], recorded: list[str], experiment: str | None,
-                 warn=None) -> str:
-    """``nets-train ...`` recreating the run (see module doc)."""
-    overrides = overrides_for(cfg)
-    if overrides is None:
-        if warn:
-            warn("the stored config is not expressible as overrides of the current conf/ "
-                 "(it may have changed since the run); printing the recorded overrides")
-        overrides = [o for o in recorded if not o.lstrip("+~").startswith("tracking")]
-    tr = {**TRACKING_DEFAULTS, **dict(cfg.get("tracking") or {})}
-    extra = []
-    if experiment and experiment != TRACKING_DEFAULTS["experiment"]:
-        extra.append(f"tracking.experiment={hydra_value(experiment)}")
-    for k in ("log_weights", "log_plots"):
-        if tr[k] != TRACKING_DEFAULTS[k]:
-            extra.append(f"tracking.{k}={hydra_value(tr[k])}")
-    return " ".join(["nets-train", *(shlex.quote(o) for o in overrides + extra)])
-
-
 # -- reproduce ------------------------------------------------------------------------------
 
 def _thread_limit(tags: Mapping[str, str]):
@@ -536,58 +436,10 @@ def reproduce(run_id: str, uri: str, experiment: str | None = None, stream=None)
     original_h = metric_histories(client, run)
     new_h = metric_histories(client, new_run)
     diff = compare(original_h, new_h)
-    store_client.retry(client.set_tag, status.run_id, "nets.runs.reproduce.result",
+    store_client.retry(client.set_tag, status.run_id, "nets.reproduce.result",
                     "identical" if diff is None else "different")
     if diff is not None:
-        store_client.retry(client.set_tag, status.run_id, "nets.runs.reproduce.first_difference",
+        store_client.retry(client.set_tag, status.run_id, "nets.reproduce.first_difference",
                         diff.describe()[:5000])
     return Report(run_id, status.run_id, diff, env, len(original_h),
                   sum(len(v) for v in original_h.values()))
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog=PROG, description="Rerun a recorded nets run from its stored config.yaml and "
-        "check that every metric history is identical (exit 0; 1 if not; 2 on a usage or "
-        "config problem).")
-    p.add_argument("run_id", metavar="RUN_ID", help="the MLflow run id to reproduce")
-    p.add_argument("--uri", help="tracking URI or store directory (default: "
-                   "$MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db)")
-    p.add_argument("--experiment", metavar="NAME",
-                   help="record the rerun in this experiment (default: the original's)")
-    p.add_argument("--print-command", action="store_true",
-                   help="only print the nets-train command line that recreates the run")
-    args = p.parse_args(argv)
-    try:
-        uri = open_store(args.uri)
-        if args.print_command:
-            client, run, cfg, overrides = prepare(args.run_id, uri)
-            exp = client.get_experiment(run.info.experiment_id)
-            print(command_line(cfg, overrides, exp.name,
-                               warn=lambda t: print(f"{PROG}: note: {t}", file=sys.stderr)))
-            return 0
-        report = reproduce(args.run_id, uri, args.experiment)
-    except ReproduceError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    except JobFailed as e:
-        print(f"{PROG}: the rerun failed: {e} (run {e.run_id}: traceback in its error.txt)",
-              file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted (a rerun already started is recorded as KILLED)",
-              file=sys.stderr)
-        return 130
-    if report.identical:
-        print(f"identical: run {report.run_id} reproduces run {report.original_run_id} bit for "
-              f"bit ({report.n_metrics} metrics, {report.n_points} points)")
-        return 0
-    print(f"different: run {report.run_id} does not reproduce run {report.original_run_id}: "
-          f"first difference in {report.difference.describe()}")
-    if report.env_differences:
-        print(f"  (environment differs: {'; '.join(report.env_differences)})")
-    return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -184,7 +184,7 @@ def init_worker(blas_threads: int, warm: dict | None = None) -> None:
     _limit_blas(blas_threads)
     import io
 
-    from nets.store import uri as store_uri, client as store_client, write as store_write
+    from nets.store import client as store_client  # mlflow: the slowest import, once per worker
     from nets.report.plots import curves_figure
 
     # The first figure loads fonts (~0.2 s); pay it here, not in the first job.
@@ -291,7 +291,7 @@ def _arm_test_crash(number: int) -> Callable[[], None]:
     mode = wanted.get(str(number))
     if mode is None:
         return lambda: None
-    from nets.store import uri as store_uri, client as store_client, write as store_write
+    from nets.store import write as store_write
 
     original = store_write.RunRecorder.log_metrics
 
@@ -361,13 +361,13 @@ class Store:
 def _client(uri: str):
     # nets.tracking is the only module that imports mlflow; it has no run search yet,
     # so its client class is used here.
-    from nets.store import uri as store_uri, client as store_client, write as store_write
+    from nets.store import client as store_client
 
     return store_client.MlflowClient(uri)
 
 
 def _retry(fn, *args, **kwargs):
-    from nets.store import uri as store_uri, client as store_client, write as store_write
+    from nets.store import client as store_client
 
     return store_client.retry(fn, *args, **kwargs)
 
@@ -544,7 +544,7 @@ class Sweep:
             if uri is None:
                 continue
             if read_only:
-                from nets.store import uri as store_uri, client as store_client, write as store_write
+                from nets.store import uri as store_uri
 
                 db = store_uri.sqlite_path(uri)
                 if db is not None and not db.exists():
@@ -610,7 +610,7 @@ class Sweep:
 
     def _prepare(self) -> None:
         """Schema, WAL, experiment and the parent run, once, before any worker starts."""
-        from nets.store import uri as store_uri, client as store_client, write as store_write
+        from nets.store import client as store_client
 
         groups = self._groups()
         for (uri, exp), group in groups.items():
@@ -637,7 +637,7 @@ class Sweep:
             store.parent = self._parent_run(store, groups[(uri, exp)], key)
 
     def _parent_run(self, store: Store, group: list[Job], key: str):
-        from nets.store import uri as store_uri, client as store_client, write as store_write
+        from nets.store import client as store_client, write as store_write
 
         s = self.settings
         tags = {"nets.sweep_id": self.sweep_id, "nets.sweep_role": "parent",
@@ -821,7 +821,7 @@ class Sweep:
 
     def _placeholder(self, job: Job, store: Store, reason: str) -> str:
         """A FAILED run for a job that died before creating its own."""
-        from nets.store import uri as store_uri, client as store_client, write as store_write
+        from nets.store import write as store_write
 
         core = {k: v for k, v in job.config.items() if k != "tracking"}
         task = self._task(job)

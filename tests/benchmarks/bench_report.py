@@ -53,7 +53,7 @@ def generate(uri: str, n_runs: int, epochs: int) -> str:
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    from nets.store import uri as store_uri, client as store_client
+    from nets.store import client as store_client
 
     exp = store_client.prepare_store(uri, "bench-report")
     client = MlflowClient(uri)
@@ -121,7 +121,7 @@ def generate(uri: str, n_runs: int, epochs: int) -> str:
 
 
 def cached_store(n_runs: int, epochs: int) -> tuple[str, str]:
-    from nets.store import uri as store_uri, client as store_client
+    from nets.store import uri as store_uri
 
     root = Path(tempfile.gettempdir()) / f"nets-bench-report-{n_runs}x{epochs}"
     marker = root / "parent_run_id"

@@ -65,7 +65,8 @@ def baseline(cfgs: list[dict], threads: int) -> list[float]:
 
 
 def sweep(cfgs: list[dict], n_jobs: int, store: str | None) -> dict:
-    from nets.runs import sweep as sweeps, tracking
+    from nets.runs import sweep as sweeps
+    from nets.store import uri as store_uri
 
     uri = store_uri.default_uri(store) if store else None
     jobs = [sweeps.Job(i, [f"seed={i}"], c, uri, f"bench-{n_jobs}w" if uri else None, None)
@@ -118,7 +119,8 @@ def main() -> None:
                     help="alternate the variants this many times and keep each one's fastest")
     ap.add_argument("--cli", action="store_true", help="also time the nets-sweep command")
     a = ap.parse_args()
-    from nets.runs import sweep as sweeps, tracking
+    from nets.runs import sweep as sweeps
+    from nets.store import client as store_client, uri as store_uri
 
     n = a.jobs
     print(f"{sweeps.cores()} cores, load average {os.getloadavg()[0]:.2f}; {n} jobs: the "
