@@ -374,7 +374,7 @@ def test_download_is_verified_and_atomic(tmp_path, monkeypatch):
     src.mkdir()
     tiny_mnist(src, "test", n=20)
     md5 = {n: hashlib.md5((src / n).read_bytes()).hexdigest() for n in MNIST_FILES["test"]}
-    monkeypatch.setattr(ds, "MNIST_MD5", md5)
+    monkeypatch.setattr(ds.images, "MNIST_MD5", md5)
     monkeypatch.setattr(urllib.request, "urlopen",
                         lambda url, timeout=None: _FakeResponse(
                             (src / url.rsplit("/", 1)[1]).read_bytes()))
