@@ -10,11 +10,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from nets.initializers import INITIALIZERS
 from nets.layers import LAYERS, Layer, Param
-from nets.registry import check
-
-
-def _is_int(v, low: int) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low
+from nets.registry import check, is_int
 
 
 def _windows(X: np.ndarray, k: int, s: int, Ho: int, Wo: int) -> np.ndarray:
@@ -62,10 +58,10 @@ class Conv2D(Layer):
 
     def __init__(self, channels: int = 8, kernel: int = 3, stride: int = 1, padding: int = 0,
                  init="he", bias_init="zeros"):
-        check(_is_int(channels, 1), "channels", channels, "must be a positive integer")
-        check(_is_int(kernel, 1), "kernel", kernel, "must be a positive integer")
-        check(_is_int(stride, 1), "stride", stride, "must be a positive integer")
-        check(_is_int(padding, 0), "padding", padding, "must be an integer >= 0")
+        check(is_int(channels, 1), "channels", channels, "must be a positive integer")
+        check(is_int(kernel, 1), "kernel", kernel, "must be a positive integer")
+        check(is_int(stride, 1), "stride", stride, "must be a positive integer")
+        check(is_int(padding, 0), "padding", padding, "must be an integer >= 0")
         self.channels, self.kernel = int(channels), int(kernel)
         self.stride, self.padding = int(stride), int(padding)
         self.init = INITIALIZERS.build(init, key="init")
@@ -202,8 +198,8 @@ class MaxPool2D(Layer):
     """
 
     def __init__(self, size: int = 2, stride: int | None = None):
-        check(_is_int(size, 1), "size", size, "must be a positive integer")
-        check(stride is None or _is_int(stride, 1), "stride", stride,
+        check(is_int(size, 1), "size", size, "must be a positive integer")
+        check(stride is None or is_int(stride, 1), "stride", stride,
               "must be a positive integer (or null for stride = size)")
         self.size = int(size)
         self.stride = None if stride is None else int(stride)

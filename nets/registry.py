@@ -21,6 +21,8 @@ import difflib
 import inspect
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 
 class ConfigError(ValueError):
     """A user-facing configuration mistake, reported as one line.
@@ -176,6 +178,25 @@ def registry(kind: str) -> Registry:
     if kind not in REGISTRIES:
         REGISTRIES[kind] = Registry(kind)
     return REGISTRIES[kind]
+
+
+def is_int(v: Any, low: int | None = None, integral_floats: bool = False) -> bool:
+    """An integer (numpy's too), never a bool; ``>= low`` when given.
+
+    YAML and the command line turn ``true`` into a bool, which Python counts as an int:
+    types are checked here, not assumed. ``integral_floats`` also accepts ``3.0`` (data
+    files and JSON give whole numbers as floats).
+    """
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    ok = isinstance(v, (int, np.integer)) or (
+        integral_floats and isinstance(v, (float, np.floating)) and float(v).is_integer())
+    return ok and (low is None or v >= low)
+
+
+def is_number(v: Any) -> bool:
+    """A real number (numpy's too), never a bool."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
 def check(cond: bool, key: str, value: Any, allowed: str, why: str = "") -> None:

@@ -28,7 +28,7 @@ from nets.data import DATASETS, Data
 from nets.losses import LOSSES, REDUCTIONS, Loss
 from nets.models import Head, Sequential, build_model
 from nets.optimizers import OPTIMIZERS, Optimizer
-from nets.registry import ConfigError, check
+from nets.registry import ConfigError, check, is_int
 from nets.schedules import SCHEDULES, Schedule
 from nets.targets import TARGETS, Target
 
@@ -78,24 +78,20 @@ class TrainSettings:
     eval_batch_size: int = 4096
 
     def __post_init__(self):
-        check(_is_int(self.epochs) and self.epochs >= 0, "train.epochs", self.epochs,
+        check(is_int(self.epochs) and self.epochs >= 0, "train.epochs", self.epochs,
               "must be an integer >= 0")
-        check(self.batch_size is None or (_is_int(self.batch_size) and self.batch_size > 0),
+        check(self.batch_size is None or (is_int(self.batch_size) and self.batch_size > 0),
               "train.batch_size", self.batch_size, "must be a positive integer or null (full batch)")
         check(self.reduction in REDUCTIONS, "train.reduction", self.reduction,
               f"choose one of: {', '.join(REDUCTIONS)}")
         check(self.tol is None or self.tol > 0, "train.tol", self.tol, "must be > 0 or null")
-        check(self.max_steps is None or (_is_int(self.max_steps) and self.max_steps > 0),
+        check(self.max_steps is None or (is_int(self.max_steps) and self.max_steps > 0),
               "train.max_steps", self.max_steps, "must be a positive integer or null")
         check(self.dtype in DTYPES, "train.dtype", self.dtype, f"choose one of: {', '.join(DTYPES)}")
-        check(self.early_stopping is None or (_is_int(self.early_stopping) and self.early_stopping > 0),
+        check(self.early_stopping is None or (is_int(self.early_stopping) and self.early_stopping > 0),
               "train.early_stopping", self.early_stopping, "must be a positive integer or null")
-        check(_is_int(self.eval_batch_size) and self.eval_batch_size > 0, "train.eval_batch_size",
+        check(is_int(self.eval_batch_size) and self.eval_batch_size > 0, "train.eval_batch_size",
               self.eval_batch_size, "must be a positive integer")
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 @dataclass
@@ -427,7 +423,7 @@ def build_run(cfg: Mapping[str, Any], data: Data | None = None) -> Run:
     ``schedule``, ``train``. Raises ``ConfigError`` (one line) on any bad value.
     """
     seed = cfg.get("seed", 0)
-    check(_is_int(seed) and seed >= 0, "seed", seed, "must be an integer >= 0")
+    check(is_int(seed) and seed >= 0, "seed", seed, "must be an integer >= 0")
     rngs = make_rngs(seed)
     train_cfg = dict(cfg.get("train", {}))
     unknown = set(train_cfg) - set(TrainSettings.__dataclass_fields__)

@@ -9,7 +9,6 @@ so compatible overrides share an invocation.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import sqlite3
 import subprocess
@@ -21,26 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _data import write_tiny_mnist
 import yaml
+from _data import write_tiny_mnist
+from conftest import BIN, clean_env
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 NETS_TRAIN = BIN / "nets-train"
 NETS_UI = BIN / "nets-ui"
 EPOCH_METRICS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr")
-DROP_ENV = ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR", "MLFLOW_EXPERIMENT_NAME",
-            "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
-
-
 # -- helpers -------------------------------------------------------------------------------
-
-def clean_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in DROP_ENV}
-    env.update(extra)
-    return env
-
 
 def nets_train(cwd: Path, *args: str, env: dict | None = None, timeout: float = 300,
                exe: list[str] | None = None) -> subprocess.CompletedProcess:

@@ -11,41 +11,37 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nets.store import uri as store_uri, client as store_client
+from nets.store import client as store_client
+from nets.store import uri as store_uri
 from nets.store.client import prepare_store
 from nets.store.uri import resolve_uri
 from nets.store.write import RunRecorder, clean_key, finite, flatten
 
 
 def sqlite_uri(path: Path) -> str:
-    return "sqlite:///" + str(path)
+    return "sqlite:///" + str(path)  # unresolved on purpose: resolve_uri must not need it
 
 
 @pytest.fixture
-def no_env_uri(monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-
-
-@pytest.fixture
-def store(tmp_path, no_env_uri):
+def store(tmp_path):
     uri = sqlite_uri(tmp_path / "mlruns" / "mlflow.db")
     return uri, prepare_store(uri, "t")
 
 
 # -- resolve_uri -------------------------------------------------------------------------
 
-def test_default_uri_is_sqlite_under_launch_dir(tmp_path, no_env_uri):
+def test_default_uri_is_sqlite_under_launch_dir(tmp_path):
     assert resolve_uri(None, tmp_path) == sqlite_uri((tmp_path / "mlruns" / "mlflow.db").resolve())
     assert resolve_uri("", tmp_path) == resolve_uri(None, tmp_path)
 
 
-def test_relative_sqlite_path_made_absolute(tmp_path, no_env_uri):
+def test_relative_sqlite_path_made_absolute(tmp_path):
     uri = resolve_uri("sqlite:///rel/x.db", tmp_path)
     assert uri == sqlite_uri((tmp_path / "rel" / "x.db").resolve())
     assert Path(store_uri.sqlite_path(uri)).is_absolute()
 
 
-def test_absolute_sqlite_path_kept(tmp_path, no_env_uri):
+def test_absolute_sqlite_path_kept(tmp_path):
     uri = sqlite_uri(tmp_path / "abs.db")
     assert uri.startswith("sqlite:////")
     assert resolve_uri(uri, "/somewhere/else") == uri
@@ -68,13 +64,13 @@ def test_explicit_beats_env(tmp_path, monkeypatch):
     assert resolve_uri(explicit, tmp_path) == explicit
 
 
-def test_bare_directory_means_db_inside(tmp_path, no_env_uri):
+def test_bare_directory_means_db_inside(tmp_path):
     assert resolve_uri("store", tmp_path) == sqlite_uri((tmp_path / "store" / "mlflow.db").resolve())
     assert resolve_uri(str(tmp_path / "abs_store"), "/elsewhere") == \
         sqlite_uri((tmp_path / "abs_store" / "mlflow.db").resolve())
 
 
-def test_http_uri_untouched(tmp_path, no_env_uri):
+def test_http_uri_untouched(tmp_path):
     assert resolve_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
 
 
@@ -86,7 +82,7 @@ def test_artifact_root_next_to_db(tmp_path):
 
 # -- prepare_store -------------------------------------------------------------------------
 
-def test_prepare_store_idempotent_and_wal(tmp_path, no_env_uri):
+def test_prepare_store_idempotent_and_wal(tmp_path):
     from mlflow.tracking import MlflowClient
 
     uri = sqlite_uri(tmp_path / "mlruns" / "mlflow.db")
@@ -104,7 +100,7 @@ def test_prepare_store_idempotent_and_wal(tmp_path, no_env_uri):
     assert other != first
 
 
-def test_prepare_store_restores_deleted_experiment(tmp_path, no_env_uri):
+def test_prepare_store_restores_deleted_experiment(tmp_path):
     from mlflow.tracking import MlflowClient
 
     uri = sqlite_uri(tmp_path / "mlflow.db")
@@ -281,7 +277,7 @@ def _worker(uri: str, experiment_id: str, i: int, barrier) -> None:
     rec.end("FINISHED")
 
 
-def test_eight_processes_write_one_store(tmp_path, no_env_uri):
+def test_eight_processes_write_one_store(tmp_path):
     from mlflow.tracking import MlflowClient
 
     uri = sqlite_uri(tmp_path / "mlruns" / "mlflow.db")

@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-BIN = Path(sys.executable).parent
-DROP_ENV = ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR", "MLFLOW_EXPERIMENT_NAME",
-            "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
+from conftest import BIN, clean_env
 
 
 def sweep(tmp: Path, name: str, *overrides: str) -> dict[tuple, object]:
     """Run ``nets-sweep name overrides`` in ``tmp``; ``{swept values: child run}``."""
-    env = {k: v for k, v in os.environ.items() if k not in DROP_ENV}
+    env = clean_env()
     p = subprocess.run([str(BIN / "nets-sweep"), name, "tracking.progress=off", *overrides],
                        cwd=tmp, env=env, capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from nets.registry import Component, ConfigError, check, registry, suggest
+from nets.registry import Component, ConfigError, check, is_int, is_number, registry, suggest
 
 DATASETS = registry("dataset")
 TASKS = ("classification", "regression")
@@ -65,31 +65,19 @@ class Data:
 # Small validators: YAML and command-line overrides hand us ints as floats (``1e3``) and
 # numbers as bools (``true``), so types are checked, not assumed.
 
-def _is_int(v: Any) -> bool:
-    if isinstance(v, (bool, np.bool_)):
-        return False
-    if isinstance(v, (float, np.floating)):
-        return float(v).is_integer()
-    return isinstance(v, (int, np.integer))
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-
-
 def _int(v: Any, key: str, lo: int = 1, hi: int | None = None) -> int:
     rng = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
-    check(_is_int(v) and v >= lo and (hi is None or v <= hi), key, v, rng)
+    check(is_int(v, integral_floats=True) and v >= lo and (hi is None or v <= hi), key, v, rng)
     return int(v)
 
 
 def _nonneg(v: Any, key: str) -> float:
-    check(_is_number(v) and np.isfinite(v) and v >= 0, key, v, "a number >= 0")
+    check(is_number(v) and np.isfinite(v) and v >= 0, key, v, "a number >= 0")
     return float(v)
 
 
 def _positive(v: Any, key: str) -> float:
-    check(_is_number(v) and np.isfinite(v) and v > 0, key, v, "a number > 0")
+    check(is_number(v) and np.isfinite(v) and v > 0, key, v, "a number > 0")
     return float(v)
 
 
@@ -137,7 +125,7 @@ class Dataset(Component):
 
     def __init__(self, val_fraction: float = 0.2, subsample: int | None = None,
                  scaling: str = "none"):
-        check(_is_number(val_fraction) and 0 <= val_fraction < 1, "val_fraction",
+        check(is_number(val_fraction) and 0 <= val_fraction < 1, "val_fraction",
               val_fraction, "a number in [0, 1) (0 = validate on the training set)")
         self.val_fraction = float(val_fraction)
         self.subsample = None if subsample is None else _int(subsample, "subsample")
@@ -155,7 +143,7 @@ class Dataset(Component):
         -------
         Data
         """
-        check(isinstance(rng, np.random.Generator) or _is_int(rng), "rng", rng,
+        check(isinstance(rng, np.random.Generator) or is_int(rng), "rng", rng,
               "a numpy Generator or an integer seed", "the data must be reproducible")
         return self._load(np.random.default_rng(rng))
 

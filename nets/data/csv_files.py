@@ -15,11 +15,10 @@ from nets.data.base import (
     _as_path,
     _choice,
     _int,
-    _is_int,
     _positive,
 )
 from nets.data.downloads import _one_line
-from nets.registry import ConfigError, check
+from nets.registry import ConfigError, check, is_int
 
 
 @DATASETS.register("csv")
@@ -68,7 +67,7 @@ class CSV(Dataset):
                  scaling: str = "none"):
         super().__init__(val_fraction, subsample, scaling)
         self.path = _as_path(path, "path")
-        check(_is_int(label_column), "label_column", label_column,
+        check(is_int(label_column, integral_floats=True), "label_column", label_column,
               "an integer column index (0 = first, -1 = last)")
         self.label_column = int(label_column)
         check(header is None or isinstance(header, (bool, np.bool_)), "header", header,
@@ -80,7 +79,7 @@ class CSV(Dataset):
         self.scale = _positive(scale, "scale")
         if image_shape is not None:
             ok = (not isinstance(image_shape, (str, bytes)) and hasattr(image_shape, "__len__")
-                  and len(image_shape) == 3 and all(_is_int(v) and v >= 1 for v in image_shape))
+                  and len(image_shape) == 3 and all(is_int(v, 1, integral_floats=True) for v in image_shape))
             check(ok, "image_shape", image_shape, "null or [C, H, W], three positive integers")
             image_shape = [int(v) for v in image_shape]
         self.image_shape = image_shape

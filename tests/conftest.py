@@ -1,0 +1,37 @@
+"""Shared test set-up: no test sees the user's MLflow environment, and every subprocess
+gets the same clean environment.
+
+Helpers are imported by test files as ``from conftest import clean_env, BIN``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent          # the console scripts of this environment
+# Variables that would point a run at another store, experiment or run.
+DROP_ENV = ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR", "MLFLOW_EXPERIMENT_NAME",
+            "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
+
+
+def clean_env(**extra: str) -> dict:
+    """``os.environ`` without ``DROP_ENV``, plus ``extra``: for subprocesses."""
+    env = {k: v for k, v in os.environ.items() if k not in DROP_ENV}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_store(monkeypatch):
+    """In-process code under test never writes to a store named by the environment."""
+    for k in DROP_ENV:
+        monkeypatch.delenv(k, raising=False)
+
+
+def sqlite_uri(db: Path) -> str:
+    return "sqlite:///" + str(Path(db).resolve())
