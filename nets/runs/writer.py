@@ -1,0 +1,238 @@
+"""A run's MLflow record written by a child process, beside the training.
+
+``import mlflow`` and its SQLAlchemy store cost ~3 s of CPU before the first number
+exists; matplotlib another ~0.7 s for ``curves.png``. A single ``nets-train`` run of a
+small network trains in a fraction of that. So the command starts this writer first
+thing: the child imports mlflow and matplotlib on the other core while the parent
+composes the config, loads the data and trains; the parent sends what it would have
+written (params, tags, every metric point, artifacts) down a pipe and, at the end,
+waits for the child to confirm that all of it is in the store. What is recorded is
+exactly what ``RunRecorder`` records in process (the child runs one).
+
+Guarantees kept from the in-process recorder:
+
+- nothing is lost: ``end`` returns only after the child flushed everything, terminated
+  the run and said so; an error in the child is raised in the parent at the next point
+  where the parent waits (``run_id``, ``end``) as a ``WriterError`` with one line;
+- the run always ends: if the parent dies (or closes the pipe) before ``end``, the
+  child ends the run KILLED; Ctrl-C goes to the parent only (the child ignores SIGINT
+  and ends the run with the status the parent sends).
+
+Sweeps do not use it: their workers import mlflow once and keep it warm.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class WriterError(RuntimeError):
+    """The writer process could not record (one line: what and why)."""
+
+
+class RecorderProcess:
+    """Parent side: the same methods as ``nets.store.write.RunRecorder``.
+
+    ``spawn()`` starts the child at once (it begins importing mlflow); ``open`` then
+    names the store and creates the run. Calls only queue messages; ``run_id`` and
+    ``end`` wait for the child's answer.
+    """
+
+    def __init__(self, proc: subprocess.Popen):
+        self._proc = proc
+        self._run_id: str | None = None
+        self.run_info_name = ""
+        self.ended = False
+
+    @classmethod
+    def spawn(cls) -> "RecorderProcess":
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+        proc = subprocess.Popen([sys.executable, "-m", "nets.runs.writer"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                start_new_session=False)
+        return cls(proc)
+
+    # -- messages -----------------------------------------------------------------------
+
+    def _send(self, *msg: Any) -> None:
+        self._poll()
+        try:
+            pickle.dump(msg, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self._raise_child_error()
+
+    def _answer(self) -> Any:
+        try:
+            kind, value = pickle.load(self._proc.stdout)
+        except (EOFError, pickle.UnpicklingError, OSError):
+            self._raise_child_error()
+        if kind == "error":
+            self.close()
+            raise WriterError(value)
+        return value
+
+    def _poll(self) -> None:
+        """Raise at once if the child already reported an error (it says so unasked)."""
+        if self._proc.stdout.closed:
+            return
+        ready, _, _ = select.select([self._proc.stdout], [], [], 0)
+        if ready:
+            self._answer()
+
+    def _raise_child_error(self):
+        code = self._proc.wait()
+        raise WriterError(f"the MLflow writer process exited ({code}) before the run was "
+                          "recorded")
+
+    # -- the RunRecorder interface ------------------------------------------------------
+
+    def open(self, uri: str, experiment: str | None, experiment_id: str | None,
+             run_name: str, tags: Mapping[str, Any], parent_run_id: str | None = None) -> None:
+        """Prepare the store (when no ``experiment_id`` is given) and create the run."""
+        self.run_info_name = run_name
+        self._send("open", uri, experiment, experiment_id, run_name,
+                   {k: str(v) for k, v in tags.items()}, parent_run_id)
+
+    @property
+    def run_id(self) -> str:
+        if self._run_id is None:
+            self._send("run_id")
+            self._run_id = self._answer()
+        return self._run_id
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
+        self._send("log_metrics", dict(metrics), int(step))
+
+    def flush(self) -> None:
+        self._send("flush")
+
+    def log_summary(self, metrics: Mapping[str, Any]) -> None:
+        self._send("log_summary", dict(metrics))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._send("log_params", dict(params))
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._send("set_tags", dict(tags))
+
+    def log_text(self, text: str, path: str) -> None:
+        self._send("log_text", text, path)
+
+    def log_bytes(self, data: bytes, path: str) -> None:
+        self._send("log_bytes", data, path)
+
+    def log_file(self, local_path: str | os.PathLike, artifact_dir: str | None = None) -> None:
+        name = Path(local_path).name
+        self.log_bytes(Path(local_path).read_bytes(),
+                       f"{artifact_dir}/{name}" if artifact_dir else name)
+
+    def log_curves(self, history: Mapping[str, list], chance: float | None, title: str,
+                   path: str = "curves.png") -> None:
+        """``curves.png`` drawn in the child (matplotlib is imported there, not here)."""
+        self._send("log_curves", {k: list(v) for k, v in history.items()}, chance, title, path)
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Terminate the run; returns once the child has written everything."""
+        if self.ended:
+            return
+        self.ended = True
+        self._send("end", status)
+        try:
+            self._answer()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Let the child go (it ends a run still open as KILLED) and reap it."""
+        for stream in (self._proc.stdin, self._proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            self._proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+# -- the child --------------------------------------------------------------------------
+
+def _child() -> int:
+    """Read messages from stdin until ``end`` or EOF; answer on stdout."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides how the run ends
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout = sys.stderr                         # stray prints must not corrupt answers
+    inp = sys.stdin.buffer
+
+    def answer(kind: str, value: Any) -> None:
+        pickle.dump((kind, value), out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
+    # The point of the process: pay these while the parent trains.
+    from nets.store import client as store_client
+    from nets.store import write as store_write
+
+    rec = None
+    while True:
+        try:
+            msg = pickle.load(inp)
+        except EOFError:
+            break
+        op, args = msg[0], msg[1:]
+        try:
+            if op == "open":
+                uri, experiment, exp_id, name, tags, parent = args
+                if exp_id is None:
+                    exp_id = store_client.prepare_store(uri, experiment)
+                rec = store_write.RunRecorder(uri, exp_id, name, tags=tags,
+                                              parent_run_id=parent)
+            elif op == "run_id":
+                answer("ok", rec.run_id)
+            elif op == "log_bytes":
+                data, path = args
+                with tempfile.TemporaryDirectory() as d:
+                    p = Path(d, Path(path).name)
+                    p.write_bytes(data)
+                    rec.log_file(p, str(Path(path).parent) if "/" in path else None)
+            elif op == "log_curves":
+                history, chance, title, path = args
+                from nets.report.plots import curves_figure
+
+                rec.log_figure(curves_figure(history, chance=chance, title=title), path)
+            elif op == "end":
+                rec.end(args[0])
+                answer("ok", None)
+                return 0
+            else:
+                getattr(rec, op)(*args)
+        except Exception as e:  # noqa: BLE001 - reported to the parent as one line
+            line = f"{type(e).__name__}: {e}".splitlines()[0] if str(e) else type(e).__name__
+            # Said unasked: the parent checks before every message it sends.
+            answer("error", f"recording to the store failed: {line[:500]}")
+            if rec is not None and not rec.ended:
+                try:
+                    rec.end("FAILED")
+                except Exception:  # noqa: BLE001 - the first error is the one to report
+                    pass
+            return 1
+    # The parent went away without ending the run: never leave it RUNNING.
+    if rec is not None and not rec.ended:
+        try:
+            rec.end("KILLED")
+        except Exception:  # noqa: BLE001 - nothing left to report to
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child())

@@ -1,0 +1,72 @@
+"""The recorder process: what nets-train records beside its training lands whole."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import sqlite_uri
+from nets.runs.writer import RecorderProcess, WriterError
+
+
+def _record(tmp_path, end: str | None = "FINISHED"):
+    uri = sqlite_uri(tmp_path / "mlruns" / "mlflow.db")
+    rec = RecorderProcess.spawn()
+    rec.open(uri, "w", None, "r1", {"nets.config_hash": "abc"})
+    rec.log_params({"optimizer.lr": 0.1, "model.hidden": [64]})
+    for epoch in range(5):
+        rec.log_metrics({"train/loss": 1.0 / (epoch + 1), "val/accuracy": 0.1 * epoch}, epoch)
+    rec.log_summary({"best/val_accuracy": 0.4})
+    rec.set_tags({"nets.outcome": "completed"})
+    rec.log_text("a: 1\n", "config.yaml")
+    rec.log_bytes(b"\x00\x01binary", "weights.npz")
+    rec.log_curves({"train/loss": [1.0, 0.5], "val/loss": [1.1, 0.6],
+                    "train/accuracy": [0.1, 0.5], "val/accuracy": [0.1, 0.4]}, 0.1, "r1")
+    run_id = rec.run_id
+    if end:
+        rec.end(end)
+    else:
+        rec.close()
+    return uri, run_id
+
+
+def test_everything_sent_is_in_the_store(tmp_path):
+    uri, run_id = _record(tmp_path)
+    c = MlflowClient(uri)
+    run = c.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"optimizer.lr": "0.1", "model.hidden": "[64]"}
+    assert run.data.tags["nets.config_hash"] == "abc"
+    assert run.data.tags["nets.outcome"] == "completed"
+    hist = c.get_metric_history(run_id, "train/loss")
+    assert [(m.step, m.value) for m in hist] == [(e, 1.0 / (e + 1)) for e in range(5)]
+    assert run.data.metrics["best/val_accuracy"] == 0.4
+    names = {a.path for a in c.list_artifacts(run_id)}
+    assert {"config.yaml", "weights.npz", "curves.png"} <= names
+    path = c.download_artifacts(run_id, "weights.npz", str(tmp_path))
+    assert open(path, "rb").read() == b"\x00\x01binary"
+
+
+def test_a_parent_that_goes_away_leaves_no_running_run(tmp_path):
+    uri, run_id = _record(tmp_path, end=None)
+    c = MlflowClient(uri)
+    deadline = time.monotonic() + 60
+    while c.get_run(run_id).info.status == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert c.get_run(run_id).info.status == "KILLED"
+
+
+def test_a_store_that_cannot_be_written_is_one_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    rec = RecorderProcess.spawn()
+    rec.open(sqlite_uri(blocker / "store" / "mlflow.db"), "w", None, "r", {})
+    with pytest.raises(WriterError) as e:
+        for epoch in range(1000):       # the error arrives while the parent trains
+            rec.log_metrics({"train/loss": 1.0}, epoch)
+            time.sleep(0.01)
+        rec.end()
+    assert "recording to the store failed" in str(e.value)
+    assert "\n" not in str(e.value)
