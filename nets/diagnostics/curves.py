@@ -159,3 +159,19 @@ def falling_share(x: np.ndarray) -> float:
     """Share of the steps of ``x`` that went down."""
     d = np.diff(x)
     return float(np.mean(d < 0)) if d.size else 0.0
+
+
+def never_predicted(h, info) -> str:
+    """A sentence naming the class the model never chose at the end (recall 0 on the
+    probe), or ``""``; with skewed labels, the reminder that a model can score well while
+    ignoring a rare class."""
+    worst, wc = series(h, "health/pred/worst_recall"), series(h, "health/pred/worst_class")
+    if worst is None or wc is None or worst[-1] != 0:
+        return ""
+    text = f" Class {int(wc[-1])} is never predicted on the probe batch (recall 0%)."
+    maj, chance = info.majority_accuracy, info.chance_accuracy
+    if maj is not None and chance and maj >= 1.5 * chance:
+        text += (f" The labels are imbalanced (the most frequent class is {maj:.0%}): a model "
+                 "can score well while ignoring a rare class; weigh or resample it if it "
+                 "matters.")
+    return text

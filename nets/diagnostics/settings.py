@@ -29,11 +29,11 @@ def is_number(x) -> bool:
 
 # Thresholds that are shares or probabilities: (0, 1].
 _SHARES = ("collapse_share", "collapse_max_majority", "collapse_excess", "saturated_fraction",
-           "dead_fraction", "units_ok_gain", "lr_too_low_drop", "lr_too_low_steady",
+           "dead_fraction", "units_ok_gain", "units_extreme", "units_extreme_gain", "lr_too_low_drop", "lr_too_low_steady",
            "lr_too_low_grad", "nothing_margin", "nothing_margin_train", "nothing_prior_margin",
            "divergence_loss_drop", "divergence_acc_points", "divergence_changed",
            "unstable_floor", "unstable_acc_drop", "plateau_flat", "plateau_drop",
-           "underfit_gain", "underfit_flat", "underfit_gap", "vanishing_ratio")
+           "underfit_gain", "underfit_flat", "underfit_gap", "vanishing_ratio", "overfit_floor")
 
 
 @dataclass
@@ -74,7 +74,9 @@ class DiagnosticsSettings:
     collapse_excess: float = 0.75
     saturated_fraction: float = 0.5
     dead_fraction: float = 0.5
-    units_ok_gain: float = 0.9
+    units_ok_gain: float = 0.8
+    units_extreme: float = 0.95
+    units_extreme_gain: float = 0.9
     explode_factor: float = 10.0
     unstable_rise: float = 0.5
     unstable_floor: float = 0.05
@@ -96,7 +98,8 @@ class DiagnosticsSettings:
     nothing_margin: float = 0.05
     nothing_margin_train: float = 0.25
     nothing_prior_margin: float = 0.01
-    underfit_gain: float = 0.5
+    underfit_gain: float = 0.3
+    underfit_width: int = 4
     underfit_flat: float = 0.02
     underfit_gap: float = 0.1
     divergence_loss_drop: float = 0.05
@@ -104,6 +107,7 @@ class DiagnosticsSettings:
     divergence_changed: float = 0.05
     overfit_rise: float = 0.1
     overfit_window: int = 3
+    overfit_floor: float = 0.01
     warn_patience: int = 3
 
     def __post_init__(self):

@@ -9,9 +9,9 @@ Combining is declared by the rules themselves (``rules.base``), never a hard-cod
    when none of its consequences is left;
 3. the rest is ordered cause before consequence (a topological order of the declared
    ``causes``, ties broken by registration order), each consequence listing its causes;
-4. the advice is reconciled into one list: walking the verdicts in that order, an item
-   that changes a knob the other way from an earlier item is dropped (the cause's advice
-   wins), and a repeat of the same change is dropped.
+4. the advice is reconciled into one list: a consequence defers to its causes' advice
+   (its own remedies treat the symptom), and walking the verdicts in order, an item on a
+   knob an earlier item already set (the other way, or the same) is dropped.
 
 ``summary`` gives the ``nets.diagnosis`` tag, ``explain`` the markdown description.
 """
@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from nets.diagnostics.curves import (bad_units, curves, falling_share, fmt, has_health,
-                                     learned_well, series)
+                                     learned_well, never_predicted, series)
 from nets.diagnostics.rules import RULES, Advice, Verdict
 from nets.diagnostics.runinfo import RunInfo
 from nets.diagnostics.settings import DiagnosticsSettings, is_number
@@ -73,7 +73,10 @@ def _reconcile(ordered: list[Verdict]) -> None:
     taken: dict[str, tuple[str | None, str]] = {}
     for v in ordered:
         kept: list[Advice] = []
-        for a in v.actions:
+        # A consequence's own remedies treat the symptom; its cause's advice comes first
+        # and is the advice (a collapse caused by dead units is fixed by the bias init,
+        # not by the rate a collapse alone would suggest).
+        for a in ([] if v.because else v.actions):
             if a.knob is not None and a.knob in taken:
                 continue  # same knob: either a repeat or the other way from a cause
             kept.append(a)
@@ -169,7 +172,7 @@ def _healthy(h, info: RunInfo, s: DiagnosticsSettings, skipped: list[str]) -> Ve
     if gain is not None:
         for group, what in (("saturated", "of its outputs at a bound"),
                             ("dead", "of its units dead")):
-            for layer, v in bad_units(h, s, group).items():
+            for layer, v in bad_units(h, s, group).items():  # excused, or a rule had fired
                 nums[f"health/{group}/{layer}"] = v
                 parts.append(f"{layer} has {v:.0%} {what}; harmless here: the model removed "
                              f"{gain:.0%} of the baseline's error.")
@@ -179,12 +182,10 @@ def _healthy(h, info: RunInfo, s: DiagnosticsSettings, skipped: list[str]) -> Ve
         parts.append(f"The inputs are not scaled (largest feature RMS {fmt(info.input_scale)}, "
                      f"{fmt(info.input_spread or 1)}x the median feature's); it did no visible "
                      "harm here, dataset.scaling=standard usually trains faster.")
-    worst, wc = series(h, "health/pred/worst_recall"), series(h, "health/pred/worst_class")
-    if worst is not None and wc is not None and worst[-1] == 0:
+    rare = never_predicted(h, info)
+    if rare:
         nums["worst_recall"] = 0.0
-        parts.append(f"Class {int(wc[-1])} is never predicted on the probe batch (recall 0%): "
-                     "with imbalanced labels a model can score well while ignoring a rare "
-                     "class; weigh or resample it if it matters.")
+        parts.append(rare.strip())
     if skipped:
         parts.append(f"Not checked (no health/... curves in this history): {', '.join(skipped)}.")
     return Verdict("healthy", " ".join(parts), "Nothing to fix; compare settings in a sweep.",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from nets.diagnostics.curves import (accuracy_gain, falling_share, fmt, gain,
-                                     moving_average, series)
+                                     moving_average, never_predicted, series)
 from nets.diagnostics.rules.base import Advice, Verdict, rule
 
 
@@ -64,7 +64,7 @@ def nothing_learned(h, info, s):
         text = (f"The best MAE on the {where} was {fmt(best)}; predicting the training mean "
                 f"for every input gives {fmt(base)}. The model is only {max(gn, 0):.1%} "
                 f"better (needed: {margin:.0%}).")
-    text += prior
+    text += prior + never_predicted(h, info)
     nums.update(pnums)
     if info.val_is_train:
         text += (" Validation is the training set here, so even that gain may be memorisation "
@@ -85,13 +85,14 @@ def nothing_learned(h, info, s):
                    "exploding_gradients", "dead_units", "saturated_units", "class_collapse"))
 def underfitting(h, info, s):
     """Classification, >= 6 epochs. Over the last third of the run the training accuracy
-    (median) removed < ``underfit_gain`` (50%) of the training majority-class error while
+    (median) removed < ``underfit_gain`` (30%) of the training majority-class error while
     the training loss stopped moving (range < ``underfit_flat``, 2%, of its median there,
     and not falling in >= ``lr_too_low_steady`` of those epochs)
     and the validation gain (same measure) is within ``underfit_gap`` (0.1) of it (no
-    memorising either); and the model is linear (no hidden layer) or learned something on
-    held-out data (gain >= ``nothing_margin``). A model with hidden layers that learned
-    nothing is left to ``nothing_learned``: random labels look the same from the curves."""
+    memorising either); and the model is linear (no hidden layer), or has a hidden layer of
+    at most ``underfit_width`` (4) units and learned something on held-out data (gain
+    >= ``nothing_margin``). A wider model stuck low is left alone (overlapping classes
+    look the same from the curves) or to ``nothing_learned`` (random labels do too)."""
     if info.task != "classification":
         return None
     acc = series(h, "train/accuracy")
@@ -119,9 +120,11 @@ def underfitting(h, info, s):
     if gap >= s.underfit_gap:
         return None
     linear = info.n_hidden == 0
+    hidden = info.config.get("model.hidden") or []
+    narrow = bool(hidden) and min(hidden) <= s.underfit_width
     g_val = gain(h, info)
-    if not (linear or (g_val is not None and g_val[2] >= s.nothing_margin)):
-        return None
+    if not (linear or (narrow and g_val is not None and g_val[2] >= s.nothing_margin)):
+        return None  # a wide model stuck low: noisy classes or no signal, not capacity
     base = info.train_majority_accuracy or info.majority_accuracy
     nums = {"train_accuracy": med, "train_gain": g_train, "loss_range": flat, "gap": gap,
             "epochs_judged": k}
@@ -136,22 +139,22 @@ def underfitting(h, info, s):
         actions = [Advice("Add a hidden layer: model.hidden=[32] (now []).", "model.hidden",
                           "more")]
     else:
-        hidden = info.config.get("model.hidden")
-        actions = [Advice("Give the model more capacity: wider or more hidden layers"
-                          + (f" (now model.hidden={hidden})" if hidden is not None else "")
-                          + ".", "model.hidden", "more")]
+        text += f" Its narrowest hidden layer has {min(hidden)} units."
+        actions = [Advice(f"Give the model more capacity: wider hidden layers (now "
+                          f"model.hidden={hidden}).", "model.hidden", "more")]
     actions.append(Advice("If a bigger model fits the training set but still not the "
                           "validation set, the labels carry little signal."))
     return Verdict("underfitting", text, numbers=nums, actions=actions)
 
 
-@rule("overfitting", silenced_by=("diverged", "lr_too_high"))
+@rule("overfitting", silenced_by=("diverged", "lr_too_high", "nothing_learned"))
 def overfitting(h, info, s):
     """The ``overfit_window``-epoch (3) moving average of the validation loss ends
     >= ``overfit_rise`` (10%) above its minimum, or the last value >= 3 x ``overfit_rise``
-    above the lowest one, while the training loss kept falling after that minimum; the rise
-    must also be >= ``unstable_floor`` (5%) of the epoch-0 validation loss (a loss near 0
-    wiggles by large ratios). Needs a held-out validation set."""
+    above the lowest one (and the one before >= ``overfit_rise`` above it), while the training loss kept falling after that minimum; the rise
+    must also be >= ``overfit_floor`` (1%) of the epoch-0 validation loss (a loss near 0
+    wiggles by large ratios). Needs a held-out validation set. Not reported with
+    ``nothing_learned``: memorising labels that carry no signal has no best epoch to keep."""
     if info.val_is_train:
         return None
     val, tr = series(h, "val/loss"), series(h, "train/loss")
@@ -160,7 +163,7 @@ def overfitting(h, info, s):
         return None
     if not (np.all(np.isfinite(val)) and np.all(np.isfinite(tr))):
         return None
-    floor = s.unstable_floor * abs(val[0])
+    floor = s.overfit_floor * abs(val[0])
     mv, mt = moving_average(val, w), moving_average(tr, w)
     b = int(np.argmin(mv))
     rise = float(mv[-1] / mv[b] - 1) if mv[b] > 0 else 0.0
@@ -168,8 +171,8 @@ def overfitting(h, info, s):
               and mv[-1] - mv[b] >= floor)
     r = int(np.argmin(val))
     raw_rise = float(val[-1] / val[r] - 1) if val[r] > 0 else 0.0
-    raw = (r < len(val) - 1 and raw_rise >= 3 * s.overfit_rise and tr[-1] < tr[r]
-           and val[-1] - val[r] >= floor)
+    raw = (r < len(val) - 2 and raw_rise >= 3 * s.overfit_rise and tr[-1] < tr[r]
+           and val[-2] >= (1 + s.overfit_rise) * val[r] and val[-1] - val[r] >= floor)
     if not (smooth or raw):
         return None
     if smooth:
@@ -185,6 +188,10 @@ def overfitting(h, info, s):
             f"ended {rise:.0%} higher at {fmt(hi)}, while the training loss kept falling "
             f"({fmt(tlo)} -> {fmt(thi)}): the model fits the training set at the expense of "
             "new data.")
+    if smooth and raw_rise > rise:
+        nums["raw_rise"] = raw_rise
+        text += (f" The last value, {fmt(val[-1])}, is {raw_rise:.0%} above the lowest one "
+                 f"({fmt(val[r])} at epoch {r}).")
     acc, tacc = series(h, "val/accuracy"), series(h, "train/accuracy")
     if acc is not None and len(acc) == len(val):
         peak = int(np.argmax(acc))

@@ -37,8 +37,9 @@ def class_collapse(h, info, s):
     if acc is not None:
         nums["accuracy"] = float(acc[-1])
         if abs(acc[-1] - chance) <= 0.05 or acc[-1] <= maj + 0.02:
-            text += (f"; accuracy {acc[-1]:.1%} is what a constant answer earns (between "
-                     f"{chance:.1%} and {maj:.1%} here)")
+            text += (f"; accuracy {acc[-1]:.1%} is what a constant answer earns ("
+                     + (f"{maj:.1%}" if abs(maj - chance) < 0.0005 else
+                        f"between {chance:.1%} and {maj:.1%}") + " here)")
         else:
             text += f"; accuracy {acc[-1]:.1%}"
     text += "."
@@ -79,10 +80,11 @@ def loss_accuracy_divergence(h, info, s):
     accuracy moved by < ``divergence_acc_points`` (5 points) between epoch 0 and the end
     (classification), with room to move: the accuracy is more than
     ``divergence_acc_points`` below 100% and the model did not learn well (final gain
-    < ``units_ok_gain``). When the loss still falls in >= ``lr_too_low_steady`` (80%) of
-    the second half's epochs with the margin <= 0 and (cross-entropy) it went below the
-    label prior's loss, the run is slow rather than stuck: the advice is a larger rate and
-    ``nothing_learned`` is not reported."""
+    < ``units_ok_gain``); with cross-entropy the loss must also have gone below the label
+    prior's loss (falling only toward it is learning the class frequencies:
+    ``nothing_learned``). When the loss still falls in >= ``lr_too_low_steady`` (80%) of
+    the second half's epochs with the margin <= 0, the run is slow rather than stuck: the
+    advice is a larger rate and ``nothing_learned`` is not reported."""
     if info.task != "classification":
         return None
     prefix, loss, acc = curves(h)
@@ -98,6 +100,10 @@ def loss_accuracy_divergence(h, info, s):
     g = gain(h, info, last=True)
     if g is not None and g[2] >= s.units_ok_gain:
         return None
+    prior = info.prior_loss if info.config.get("loss") == "cross_entropy" else None
+    below_prior = prior is None or float(np.min(loss[1:])) < prior * (1 - s.nothing_prior_margin)
+    if not below_prior:
+        return None  # falling only toward the label prior's loss: nothing_learned's case
     best = int(np.argmax(acc))
     nums = {"loss_first": float(loss[0]), "loss_last": float(loss[-1]), "loss_drop": drop,
             "accuracy_first": float(acc[0]), "accuracy_last": float(acc[-1]),
@@ -138,9 +144,7 @@ def loss_accuracy_divergence(h, info, s):
     text += (" The loss rewards every output for moving toward its target; accuracy only counts "
              "which output is largest.")
     verdict = Verdict("loss_accuracy_divergence", text, numbers=nums)
-    prior = info.prior_loss if info.config.get("loss") == "cross_entropy" else None
-    below_prior = prior is None or float(np.min(loss[1:])) < prior * (1 - s.nothing_prior_margin)
-    if falling >= s.lr_too_low_steady and (mg is None or mg[-1] <= 0) and below_prior:
+    if falling >= s.lr_too_low_steady and (mg is None or mg[-1] <= 0):
         nums["still_falling"] = 1.0
         verdict.silences.append("nothing_learned")
         verdict.actions.append(raise_lr(

@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 
-from nets.diagnostics.curves import (accuracy_gain, curves, falling_share, fmt, jumps,
-                                     layer_matrix, series)
+from nets.diagnostics.curves import (accuracy_gain, collapsed, curves, falling_share, fmt, jumps,
+                                     layer_matrix, learned_well, series)
 from nets.diagnostics.rules.advice import lower_lr, mean_reduction, now, raise_lr
 from nets.diagnostics.rules.base import Advice, Verdict, rule
 
@@ -52,10 +52,11 @@ def diverged(h, info, s):
       causes=("dead_units", "saturated_units", "class_collapse", "loss_accuracy_divergence"))
 def lr_too_high(h, info, s):
     """Unstable without diverging: the training loss jumped (rose by >= ``unstable_rise``
-    (50%) of its previous value and by >= ``unstable_floor`` (5%) of its epoch-0 value) at
-    least twice, or once while the run ended well below its best: validation accuracy
-    >= ``unstable_acc_drop`` (10 points) under its best, or the training loss
-    >= ``unstable_end`` (25%) above its minimum."""
+    (50%) of its previous value and by >= ``unstable_floor`` (5%) of its epoch-0 value) and
+    the run ended well below its best: validation accuracy >= ``unstable_acc_drop`` (10
+    points) under its best, or the training loss >= ``unstable_end`` (25%) above its
+    minimum; or it jumped >= 3 times and the model did not learn well (final gain
+    < ``units_ok_gain``)."""
     loss = series(h, "train/loss")
     if loss is None or len(loss) < 3 or not np.all(np.isfinite(loss)):
         return None
@@ -70,8 +71,9 @@ def lr_too_high(h, info, s):
     if acc is not None and len(acc) > 1 and np.all(np.isfinite(acc)):
         best = int(np.argmax(acc))
         acc_drop = float(acc[best] - acc[-1])
-    if not (len(up) >= 2 or acc_drop >= s.unstable_acc_drop or end_gap_ok):
-        return None
+    harm = acc_drop >= s.unstable_acc_drop or end_gap_ok
+    if not (harm or (len(up) >= 3 and not learned_well(h, info, s))):
+        return None  # jumps the run recovered from are not worth a verdict
     listed = ", ".join(f"epoch {e}: {fmt(loss[e - 1])} -> {fmt(loss[e])}" for e in up[:4])
     nums = {"jumps": len(up), "first_jump_epoch": up[0], "loss_min": float(loss[lo]),
             "loss_min_epoch": lo, "loss_last": float(loss[-1]), "end_gap": end_gap}
@@ -188,9 +190,9 @@ def plateau(h, info, s):
     for >= ``plateau_epochs`` (5) epochs without falling steadily, learning nothing
     meanwhile (median accuracy gain < ``nothing_margin``), and then either drops by
     >= ``plateau_drop`` (10%) below that level, or is still flat at the end while the
-    first layer's median update ratio over the stretch is < ``lr_too_low_ratio`` (the
-    weights next to the input are stuck: a saddle; without health curves this second case
-    is left to ``nothing_learned``)."""
+    first layer's median update ratio over the stretch is < ``lr_too_low_ratio`` or the
+    predictions were collapsed to one class (median share over it) (a saddle; without health curves
+    this second case is left to ``nothing_learned``)."""
     loss = series(h, "train/loss")
     if loss is None or len(loss) < s.plateau_epochs + 2 or not np.all(np.isfinite(loss)):
         return None
@@ -218,16 +220,24 @@ def plateau(h, info, s):
                  "a poor starting point) before it found a way down.")
     else:
         labels, R = layer_matrix(h, "update_ratio", len(loss))
+        share = series(h, "health/pred/top_class_share")
         if R is None:
             return None
         first = float(np.median(R[0, max(a, 1):b + 1]))
-        if not first < s.lr_too_low_ratio:
+        one = (share is not None and len(share) == len(loss)
+               and collapsed(float(np.median(share[max(a, 1):b + 1])), info.majority_accuracy,
+                             s))
+        if not (first < s.lr_too_low_ratio or one):
             return None
         nums["first_layer_update_ratio"] = first
-        text += (f" and is still flat at the end. The first layer ({labels[0]}) moved by a median "
-                 f"{first:.2g} of its norm per epoch (threshold {s.lr_too_low_ratio:g}): the "
-                 "weights next to the input are stuck, as at a saddle point where every "
-                 "direction is nearly flat.")
+        text += (f" and is still flat at the end, at the loss of an input-independent output. "
+                 f"The first layer ({labels[0]}) moved by a median {first:.2g} of its norm per "
+                 "epoch" + (f" (threshold {s.lr_too_low_ratio:g}): the weights next to the "
+                            "input are stuck" if first < s.lr_too_low_ratio else "")
+                 + (", and in most epochs the network gave one class for (nearly) every probe "
+                    "input" if one else "")
+                 + ": a saddle point, where every direction is nearly flat, not data without "
+                 "signal (random labels are memorised, and the training loss falls).")
     actions = [Advice("Start from a better point: a standard initialisation (model.init=xavier "
                       "for tanh/sigmoid, he for relu)" + now(info, "model.init") + ", or another "
                       "seed.", "model.init", "standard")]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nets.diagnostics.curves import bad_units, fmt, layer_keys, learned_well, series, since
+from nets.diagnostics.curves import bad_units, fmt, gain, layer_keys, series, since
 from nets.diagnostics.rules.advice import lower_lr, mean_reduction, now
 from nets.diagnostics.rules.base import Advice, Verdict, rule
 
@@ -43,10 +43,22 @@ def _bias_value(info) -> float | None:
     return None
 
 
+def excused(h, info, s, bad: dict[str, float]) -> bool:
+    """Units that did not stop the model: it removed >= ``units_ok_gain`` of the baseline's
+    error at the last epoch, or >= ``units_extreme_gain`` when a layer is past
+    ``units_extreme`` (nearly every unit stuck needs a clearly good model to be excused:
+    99.6% saturated with 81% of the error removed is a problem, not a remark)."""
+    g = gain(h, info, last=True)
+    if g is None:
+        return False
+    need = s.units_extreme_gain if max(bad.values()) >= s.units_extreme else s.units_ok_gain
+    return g[2] >= need
+
+
 def _units(h, info, s, group: str):
     thr = s.saturated_fraction if group == "saturated" else s.dead_fraction
     bad = bad_units(h, s, group)
-    if not bad or learned_well(h, info, s):
+    if not bad or excused(h, info, s, bad):
         return None
     layers = ", ".join(f"{name} {v:.0%}" for name, v in bad.items())
     start = _first_bad_epoch(h, group, bad, thr)
@@ -65,7 +77,8 @@ def _units(h, info, s, group: str):
 def saturated_units(h, info, s):
     """At the end a sigmoid/tanh hidden layer has >= ``saturated_fraction`` (50%) of its
     probe outputs within ``saturation_eps`` x (high - low) of a bound, unless the model
-    removed >= ``units_ok_gain`` (90%) of the baseline's error at the last epoch."""
+    removed >= ``units_ok_gain`` (80%) of the baseline's error at the last epoch
+    (>= ``units_extreme_gain``, 90%, when a layer is past ``units_extreme``, 95%)."""
     got = _units(h, info, s, "saturated")
     if got is None:
         return None
