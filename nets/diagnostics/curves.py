@@ -143,15 +143,25 @@ def bad_units(h, s: DiagnosticsSettings, group: str) -> dict[str, float]:
             if len(h[k]) and h[k][-1] >= thr}
 
 
-def jumps(loss: np.ndarray, s: DiagnosticsSettings) -> list[int]:
+def loss_scale(loss: np.ndarray, info) -> float:
+    """What a "large" change of the loss is measured against: the label prior's loss for
+    cross-entropy (ln K when balanced: the loss of knowing only the class frequencies),
+    else the epoch-0 loss. Not the epoch-0 loss for cross-entropy, because unscaled
+    inputs or a large init can make that 100x the prior and hide every later jump."""
+    if info.prior_loss and info.config.get("loss") == "cross_entropy":
+        return float(info.prior_loss)
+    return float(abs(loss[0]))
+
+
+def jumps(loss: np.ndarray, s: DiagnosticsSettings, scale: float) -> list[int]:
     """Epochs where the loss rose by at least ``unstable_rise`` of its previous value and
-    by at least ``unstable_floor`` of its epoch-0 value (the floor keeps the wiggles of
-    a loss already near 0 from counting: 0.004 -> 0.006 is +50% but harmless)."""
+    by at least ``unstable_floor`` x ``scale`` (see ``loss_scale``; the floor keeps the
+    wiggles of a loss already near 0 from counting: 0.004 -> 0.006 is +50% but harmless)."""
     if loss is None or len(loss) < 2 or not np.all(np.isfinite(loss)):
         return []
     rise = np.diff(loss)
     prev = loss[:-1]
-    hit = (rise >= s.unstable_rise * np.abs(prev)) & (rise >= s.unstable_floor * abs(loss[0]))
+    hit = (rise >= s.unstable_rise * np.abs(prev)) & (rise >= s.unstable_floor * scale)
     return [int(i) + 1 for i in np.flatnonzero(hit)]
 
 

@@ -150,10 +150,9 @@ def underfitting(h, info, s):
 @rule("overfitting", silenced_by=("diverged", "lr_too_high", "nothing_learned"))
 def overfitting(h, info, s):
     """The ``overfit_window``-epoch (3) moving average of the validation loss ends
-    >= ``overfit_rise`` (10%) above its minimum, or the last value >= 3 x ``overfit_rise``
-    above the lowest one (and the one before >= ``overfit_rise`` above it), while the training loss kept falling after that minimum; the rise
-    must also be >= ``overfit_floor`` (1%) of the epoch-0 validation loss (a loss near 0
-    wiggles by large ratios). Needs a held-out validation set. Not reported with
+    >= ``overfit_rise`` (10%) above its minimum while the training loss kept falling after
+    that minimum; the rise must also be >= ``overfit_floor`` (1%) of the epoch-0
+    validation loss (a loss near 0 wiggles by large ratios). Needs a held-out validation set. Not reported with
     ``nothing_learned``: memorising labels that carry no signal has no best epoch to keep."""
     if info.val_is_train:
         return None
@@ -169,29 +168,18 @@ def overfitting(h, info, s):
     rise = float(mv[-1] / mv[b] - 1) if mv[b] > 0 else 0.0
     smooth = (b < len(mv) - 1 and rise >= s.overfit_rise and mt[-1] < mt[b]
               and mv[-1] - mv[b] >= floor)
-    r = int(np.argmin(val))
-    raw_rise = float(val[-1] / val[r] - 1) if val[r] > 0 else 0.0
-    raw = (r < len(val) - 2 and raw_rise >= 3 * s.overfit_rise and tr[-1] < tr[r]
-           and val[-2] >= (1 + s.overfit_rise) * val[r] and val[-1] - val[r] >= floor)
-    if not (smooth or raw):
-        return None
-    if smooth:
-        best_epoch, lo, hi, tlo, thi = b + w - 1, mv[b], mv[-1], mt[b], mt[-1]
-        what = f"({w}-epoch average) "
-    else:
-        best_epoch, lo, hi, tlo, thi, rise = r, val[r], val[-1], tr[r], tr[-1], raw_rise
-        what = ""
+    if not smooth:
+        return None  # (a single last-epoch bump is noise: spirals at 97% do that)
+    best_epoch = b + w - 1  # last epoch of the best window
+    lo, hi, tlo, thi = mv[b], mv[-1], mt[b], mt[-1]
     nums = {"best_epoch": best_epoch, "val_loss_best": float(lo), "val_loss_last": float(hi),
             "rise": rise, "train_loss_at_best": float(tlo), "train_loss_last": float(thi),
             "window": w}
-    text = (f"The validation loss {what}reached its minimum {fmt(lo)} at epoch {best_epoch} and "
+    text = (f"The validation loss ({w}-epoch average) reached its minimum {fmt(lo)} at epoch "
+            f"{best_epoch} and "
             f"ended {rise:.0%} higher at {fmt(hi)}, while the training loss kept falling "
             f"({fmt(tlo)} -> {fmt(thi)}): the model fits the training set at the expense of "
             "new data.")
-    if smooth and raw_rise > rise:
-        nums["raw_rise"] = raw_rise
-        text += (f" The last value, {fmt(val[-1])}, is {raw_rise:.0%} above the lowest one "
-                 f"({fmt(val[r])} at epoch {r}).")
     acc, tacc = series(h, "val/accuracy"), series(h, "train/accuracy")
     if acc is not None and len(acc) == len(val):
         peak = int(np.argmax(acc))

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from nets.diagnostics.curves import (accuracy_gain, collapsed, curves, falling_share, fmt, jumps,
-                                     layer_matrix, learned_well, series)
+                                     layer_matrix, learned_well, loss_scale, series)
 from nets.diagnostics.rules.advice import lower_lr, mean_reduction, now, raise_lr
 from nets.diagnostics.rules.base import Advice, Verdict, rule
 
@@ -52,21 +52,23 @@ def diverged(h, info, s):
       causes=("dead_units", "saturated_units", "class_collapse", "loss_accuracy_divergence"))
 def lr_too_high(h, info, s):
     """Unstable without diverging: the training loss jumped (rose by >= ``unstable_rise``
-    (50%) of its previous value and by >= ``unstable_floor`` (5%) of its epoch-0 value) and
+    (50%) of its previous value and by >= ``unstable_floor`` (5%) of the label prior's
+    loss with cross-entropy, else of its epoch-0 value) and
     the run ended well below its best: validation accuracy >= ``unstable_acc_drop`` (10
     points) under its best, or the training loss >= ``unstable_end`` (25%) above its
-    minimum; or it jumped >= 3 times and the model did not learn well (final gain
+    minimum (and by >= ``overfit_floor``, 1%, of that same scale); or it jumped >= 3 times and the model did not learn well (final gain
     < ``units_ok_gain``)."""
     loss = series(h, "train/loss")
     if loss is None or len(loss) < 3 or not np.all(np.isfinite(loss)):
         return None
-    up = jumps(loss, s)
+    scale = loss_scale(loss, info)
+    up = jumps(loss, s, scale)
     if not up:
         return None
     prefix, vloss, acc = curves(h)
     lo = int(np.argmin(loss[1:])) + 1
     end_gap = float(loss[-1] / loss[lo] - 1) if loss[lo] > 0 else 0.0
-    end_gap_ok = end_gap >= s.unstable_end and loss[-1] - loss[lo] >= s.unstable_floor * loss[0]
+    end_gap_ok = end_gap >= s.unstable_end and loss[-1] - loss[lo] >= s.overfit_floor * scale
     acc_drop, best = 0.0, None
     if acc is not None and len(acc) > 1 and np.all(np.isfinite(acc)):
         best = int(np.argmax(acc))
