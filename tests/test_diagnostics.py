@@ -72,6 +72,17 @@ def test_bad_settings_name_their_key(key, value):
     assert "\n" not in str(e.value)
 
 
+def test_the_config_file_lists_every_setting_at_its_default():
+    """conf/config.yaml documents each threshold; it must not drift from the dataclass."""
+    from pathlib import Path
+
+    import yaml
+
+    conf = yaml.safe_load((Path(__file__).parents[1] / "conf" / "config.yaml").read_text())
+    assert list(conf["diagnostics"]) == list(DiagnosticsSettings().to_dict())
+    assert DiagnosticsSettings.from_config(conf["diagnostics"]) == DiagnosticsSettings()
+
+
 def test_unknown_setting_lists_the_valid_ones():
     with pytest.raises(ConfigError) as e:
         DiagnosticsSettings.from_config({"probe": 10})
