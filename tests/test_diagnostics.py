@@ -626,6 +626,12 @@ def test_story1_small_learning_rate():
     lr = next(v for v in verdicts if v.name == "lr_too_low")
     assert lr.numbers["median_update_ratio"] < 1e-3 and "bold_driver" in lr.advice
     assert "full-batch" in lr.advice
+    # one advice list: nothing in it lowers the rate that lr_too_low raises
+    text = explain(verdicts)
+    assert "Raise optimizer.lr=0.1" in text and "Lower optimizer.lr" not in text
+    for v in verdicts:
+        if v.name in ("class_collapse", "loss_accuracy_divergence"):
+            assert "lr_too_low" in v.because
 
 
 def test_story2_random_targets_learn_nothing():
