@@ -72,6 +72,17 @@ def test_bad_settings_name_their_key(key, value):
     assert "\n" not in str(e.value)
 
 
+def test_the_config_file_lists_every_setting_at_its_default():
+    """conf/config.yaml documents each threshold; it must not drift from the dataclass."""
+    from pathlib import Path
+
+    import yaml
+
+    conf = yaml.safe_load((Path(__file__).parents[1] / "conf" / "config.yaml").read_text())
+    assert list(conf["diagnostics"]) == list(DiagnosticsSettings().to_dict())
+    assert DiagnosticsSettings.from_config(conf["diagnostics"]) == DiagnosticsSettings()
+
+
 def test_unknown_setting_lists_the_valid_ones():
     with pytest.raises(ConfigError) as e:
         DiagnosticsSettings.from_config({"probe": 10})
@@ -205,6 +216,56 @@ def _overfitting():
     return h, CLS
 
 
+def _lr_too_high():
+    """Momentum 0.99's shape: the loss jumps back up, the accuracy falls from its best."""
+    h = healthy_history()
+    h["train/loss"] = [2.3, 1.13, 0.77, 1.23, 0.94, 0.51, 1.72, 1.20, 1.1, 1.6, 1.3, 1.25, 1.4]
+    h["val/accuracy"] = [0.1, 0.6, 0.75, 0.6, 0.7, 0.85, 0.4, 0.5, 0.55, 0.35, 0.4, 0.38, 0.33]
+    return h, CLS
+
+
+def _plateau():
+    """Flat at the initial loss for 7 epochs, then a drop."""
+    h = healthy_history()
+    h["train/loss"] = [2.303, 2.302, 2.303, 2.302, 2.301, 2.302, 2.301, 2.301, 1.6, 0.9, 0.5,
+                       0.3, 0.2]
+    h["val/accuracy"] = [0.1, 0.1, 0.1, 0.11, 0.1, 0.1, 0.1, 0.1, 0.4, 0.7, 0.85, 0.9, 0.92]
+    return h, CLS
+
+
+def _vanishing():
+    """Five layers, each passing back a tenth of the gradient: 1e-4 at the first."""
+    h = _stalled(healthy_history())
+    for k in [k for k in h if k.startswith("health/grad_norm/")]:
+        del h[k]
+    for i in range(5):
+        h[f"health/grad_norm/dense{i + 1}"] = [0.3 * 10.0 ** (i - 4)] * (E + 1)
+    return h, CLS
+
+
+def _exploding():
+    """The gradient norm spikes 1000x at epoch 7 while the accuracy stalls."""
+    h = _stalled(healthy_history())
+    h["health/grad_norm/dense1"] = [0.5] * 7 + [500.0] + [0.5] * (E - 7)
+    return h, CLS
+
+
+def _underfitting():
+    """A linear model on XOR: training accuracy stuck at the majority share, loss flat."""
+    n = 20
+    h = {"train/loss": [0.87, 0.76, 0.70] + [0.691] * (n - 3),
+         "val/loss": [1.0, 0.9, 0.77] + [0.71] * (n - 3),
+         "train/accuracy": [0.53] * n, "val/accuracy": [0.5] * n}
+    return h, RunInfo(task="classification", chance_accuracy=0.5, majority_accuracy=0.5,
+                      train_majority_accuracy=0.53, n_hidden=0, n_layers=1)
+
+
+def _unscaled():
+    """Raw 0..255 pixels behind saturated units."""
+    h, info = _saturated()
+    return h, RunInfo(**{**info.__dict__, "input_scale": 110.0, "input_spread": 3.0})
+
+
 PATHOLOGIES = {
     "class_collapse": [_collapse],
     "saturated_units": [_saturated],
@@ -214,6 +275,12 @@ PATHOLOGIES = {
     "nothing_learned": [_nothing_learned_regression, _nothing_learned_classification],
     "loss_accuracy_divergence": [_divergence],
     "overfitting": [_overfitting],
+    "lr_too_high": [_lr_too_high],
+    "plateau": [_plateau],
+    "vanishing_gradients": [_vanishing],
+    "exploding_gradients": [_exploding],
+    "underfitting": [_underfitting],
+    "unscaled_inputs": [_unscaled],
 }
 CASES = [(name, make) for name, makers in PATHOLOGIES.items() for make in makers]
 
@@ -277,10 +344,12 @@ def test_collapse_evidence_names_the_class_and_the_cause():
     h, info = _collapse()
     h["health/saturated/activation1"] = [0.0] + [0.96] * E
     v = diagnose(h, info)
-    assert names(v)[:2] == ["class_collapse", "saturated_units"]
-    assert "class 0" in v[0].evidence and "100%" in v[0].evidence and "since epoch 1" in \
-        v[0].evidence
-    assert "train.reduction=sum" in v[0].advice  # the run's own setting is quoted
+    # cause first: the saturated units explain the collapse
+    assert names(v)[:2] == ["saturated_units", "class_collapse"]
+    assert v[1].because == ["saturated_units"]
+    assert "class 0" in v[1].evidence and "100%" in v[1].evidence and "since epoch 1" in \
+        v[1].evidence
+    assert "train.reduction=sum" in v[0].advice + v[1].advice  # the run's own setting
     # A more specific verdict explains the missing learning: no nothing_learned on top.
     assert "nothing_learned" not in names(v)
 
@@ -344,6 +413,7 @@ def test_lr_too_low_that_stopped_at_the_tolerance_names_the_tolerance():
     assert "tol 1 after 95 steps" in v.evidence and v.advice.startswith("Lower train.tol")
     plain = next(v for v in diagnose(h, info) if v.name == "lr_too_low")
     assert "tolerance" not in plain.evidence and plain.advice.startswith("Raise optimizer.lr")
+    assert "Lower train.tol" not in plain.advice
 
 
 def test_nothing_learned_is_stricter_when_validating_on_the_training_set():
@@ -368,8 +438,10 @@ def test_history_read_back_with_dropped_points():
     h = healthy_history()
     h["train/loss"] = h["train/loss"][:-2]
     h["health/update_ratio/dense1"] = h["health/update_ratio/dense1"][:-1]
-    diagnose(h, {"task": "classification", "chance_accuracy": 0.1, "majority_accuracy": 0.103,
-                 "outcome": "diverged", "unknown": 1})
+    v = diagnose(h, {"task": "classification", "chance_accuracy": 0.1, "majority_accuracy": 0.103,
+                     "outcome": "diverged", "unknown": 1})
+    assert names(v) == ["diverged"]  # the unknown key is ignored, the short series judged
+    assert v[0].numbers["initial_loss"] == pytest.approx(2.3)
 
 
 def test_an_untrained_run_is_not_judged():
@@ -382,24 +454,33 @@ def test_summary_and_explain():
     h, info = _collapse()
     h["health/saturated/activation1"] = [0.0] + [0.96] * E
     verdicts = diagnose(h, info)
-    assert summary(verdicts).startswith("class_collapse,saturated_units")
+    assert summary(verdicts).startswith("saturated_units,class_collapse")
     text = explain(verdicts, ["epoch 3: class_collapse - ..."])
-    assert text.startswith("**Diagnosis: class_collapse, saturated_units")
+    assert text.startswith("**Diagnosis: saturated_units; class_collapse, because "
+                           "saturated_units")
     for v in verdicts:
-        assert f"### {v.name}" in text and v.evidence in text and v.advice in text
+        assert f"### {v.name}" in text and v.evidence in text
+        for a in v.actions:
+            assert a.text in text
+    assert text.count("### What to try") == 1  # one reconciled list for the run
     assert "Warnings during the run" in text
     assert summary([Verdict("healthy", "", "")]) == "healthy"
 
 
 def test_run_info_from_record():
-    metrics = {"data/chance_accuracy": 0.1, "data/majority_accuracy": 0.103,
-               "data/val_is_train": 0.0}
+    metrics = {"health/baseline/chance_accuracy": 0.1,
+               "health/baseline/majority_accuracy": 0.103, "health/baseline/prior_loss": 2.3,
+               "health/input/scale": 0.9, "health/input/spread": 1.5, "data/val_is_train": 0.0}
     tags = {"nets.task": "classification", "nets.outcome": "completed"}
     params = {"train.reduction": "sum", "train.batch_size": "100", "loss.name": "mse",
-              "model.output": "tanh", "optimizer.lr": "0.1"}
+              "model.output": "tanh", "optimizer.lr": "0.1", "model.name": "mlp",
+              "model.hidden": "[32, 16]", "model.bias_init.name": "constant",
+              "model.bias_init.value": "-3.0"}
     info = RunInfo.from_record(metrics, tags, params)
     assert (info.majority_accuracy, info.val_is_train, info.outcome) == (0.103, False, "completed")
+    assert (info.prior_loss, info.input_scale, info.n_hidden, info.n_layers) == (2.3, 0.9, 2, 3)
     assert info.config["train.batch_size"] == 100 and info.config["loss"] == "mse"
+    assert info.config["model.bias_init"] == "constant(-3.0)"
     full = RunInfo.from_record(metrics, tags, {"train.batch_size": "None"})
     assert full.config == {"train.batch_size": None}
 
@@ -425,9 +506,12 @@ def test_monitor_keys_are_stable_and_sane():
                 for layer in ("dense1", "dense2")}
     expected |= {"health/saturated/activation1"}
     expected |= {f"health/pred/{k}" for k in ("top_class", "top_class_share", "entropy",
-                                              "true_class_score", "margin", "changed")}
+                                              "true_class_score", "margin", "changed",
+                                              "worst_class", "worst_recall")}
     expected |= {f"health/schedule/{e}" for e in dx.SCHEDULE_EVENTS}
-    expected |= {"health/baseline/chance_accuracy", "health/baseline/majority_accuracy"}
+    expected |= {f"health/baseline/{k}" for k in ("chance_accuracy", "majority_accuracy",
+                                                  "train_majority_accuracy", "prior_loss")}
+    expected |= {"health/input/scale", "health/input/spread"}
     assert set(health) == expected
     assert len(health) <= 30  # modest: the MLflow UI slows down with many keys
     for k in health:
@@ -512,11 +596,13 @@ def test_story4_summed_gradients_collapse_to_one_class():
     mon = HealthMonitor(warn=warned.append)
     r, res = train(_story4("sum"), hooks=[mon], data=digits())
     verdicts = diagnose(res.history, RunInfo.from_run(r, res))
-    assert names(verdicts)[0] == "class_collapse", summary(verdicts)
-    assert "saturated_units" in names(verdicts)
-    collapse = verdicts[0]
+    # cause first: the saturated units, then the collapse they produce
+    assert names(verdicts)[:2] == ["saturated_units", "class_collapse"], summary(verdicts)
+    collapse = verdicts[1]
+    assert collapse.because == ["saturated_units"]
     assert collapse.numbers["top_class_share"] >= 0.8
-    assert "100x larger" in collapse.advice  # names the cause: reduction=sum, batch 100
+    # names the cause (reduction=sum, batch 100) once, in the reconciled advice
+    assert "100x larger" in verdicts[0].advice + collapse.advice
     # Warned during the run, as soon as it was clear.
     assert any("class_collapse" in w for w in mon.warnings) and len(warned) == len(mon.warnings)
 
@@ -540,6 +626,12 @@ def test_story1_small_learning_rate():
     lr = next(v for v in verdicts if v.name == "lr_too_low")
     assert lr.numbers["median_update_ratio"] < 1e-3 and "bold_driver" in lr.advice
     assert "full-batch" in lr.advice
+    # one advice list: nothing in it lowers the rate that lr_too_low raises
+    text = explain(verdicts)
+    assert "Raise optimizer.lr=0.1" in text and "Lower optimizer.lr" not in text
+    for v in verdicts:
+        if v.name in ("class_collapse", "loss_accuracy_divergence"):
+            assert "lr_too_low" in v.because
 
 
 def test_story2_random_targets_learn_nothing():
