@@ -13,18 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from nets.registry import ConfigError, check
-
-
-def is_int(x) -> bool:
-    """An integer that is not a bool (YAML ``true`` is not a count)."""
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-
-def is_number(x) -> bool:
-    """A finite int or float that is not a bool."""
-    return isinstance(x, (int, float, np.integer, np.floating)) \
-        and not isinstance(x, (bool, np.bool_)) and math.isfinite(float(x))
+from nets.registry import ConfigError, check, is_int, is_number
 
 
 # Thresholds that are shares or probabilities: (0, 1].
@@ -118,7 +107,7 @@ class DiagnosticsSettings:
             elif f.type == "int":
                 check(is_int(v) and v > 0, key, v, "must be a positive integer")
             else:
-                check(is_number(v) and v > 0, key, v, "must be a number > 0")
+                check(is_number(v) and math.isfinite(v) and v > 0, key, v, "must be a number > 0")
         for name in _SHARES:
             v = getattr(self, name)
             check(v <= 1, f"diagnostics.{name}", v, "must be in (0, 1]")

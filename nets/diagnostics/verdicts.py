@@ -28,7 +28,8 @@ from nets.diagnostics.curves import (bad_units, curves, falling_share, fmt, has_
                                      learned_well, never_predicted, series)
 from nets.diagnostics.rules import RULES, Advice, Verdict
 from nets.diagnostics.runinfo import RunInfo
-from nets.diagnostics.settings import DiagnosticsSettings, is_number
+from nets.diagnostics.settings import DiagnosticsSettings
+from nets.registry import is_number
 
 VERDICTS = tuple(RULES) + ("healthy",)
 
@@ -122,7 +123,7 @@ def diagnose(history: Mapping[str, list], info: RunInfo | Mapping[str, Any] | No
             v = r(history, info, s)
             if v is not None:
                 v.numbers = {k: float(x) for k, x in v.numbers.items()
-                             if is_number(x) or (isinstance(x, float) and math.isnan(x))}
+                             if is_number(x) and not math.isinf(x)}  # NaN kept: it says 'no value'
                 fired[name] = v
     silenced = {m for v in fired.values() for m in v.silences}
     kept = {n: v for n, v in fired.items()
