@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from nets import catalog  # noqa: F401 - every kind registered: build_run builds by name
+from nets import plugins
 from nets.activations import Activation
 from nets.data import DATASETS, Data
 from nets.losses import LOSSES, REDUCTIONS, Loss
@@ -35,7 +36,7 @@ from nets.targets import TARGETS, Target
 DTYPES = ("float32", "float64")
 # The sections of a run's config: the component groups (one registry each) and the rest.
 GROUPS = ("dataset", "model", "loss", "target", "optimizer", "schedule")
-CONFIG_SECTIONS = ("seed", *GROUPS, "train", "diagnostics", "tracking")
+CONFIG_SECTIONS = ("seed", *GROUPS, "train", "diagnostics", "tracking", "plugins")
 Callback = Callable[[int, dict], None]
 
 
@@ -423,9 +424,11 @@ class Run:
 def build_run(cfg: Mapping[str, Any], data: Data | None = None) -> Run:
     """Turn a plain config (the resolved ``conf/`` tree as dicts) into a ``Run``.
 
-    Keys used: ``seed``, ``dataset``, ``model``, ``loss``, ``target``, ``optimizer``,
-    ``schedule``, ``train``. Raises ``ConfigError`` (one line) on any bad value.
+    Keys used: ``plugins``, ``seed``, ``dataset``, ``model``, ``loss``, ``target``,
+    ``optimizer``, ``schedule``, ``train``. Raises ``ConfigError`` (one line) on any bad
+    value. ``plugins`` modules are imported first, so the names they register resolve.
     """
+    plugins.load_modules(cfg.get("plugins"))
     seed = cfg.get("seed", 0)
     check(_is_int(seed) and seed >= 0, "seed", seed, "must be an integer >= 0")
     rngs = make_rngs(seed)

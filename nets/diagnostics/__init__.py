@@ -175,6 +175,9 @@ class DiagnosticsSettings:
         float64 copy; correct code gives ~1e-9, the stories' bugs ~1).
     gradcheck_batch : int
         Training rows used by the check.
+    gradcheck_user : bool
+        Check every user component (loaded by import path or from ``plugins``) with a
+        backward pass before the first update (``nets.usercheck``).
     collapse_share, collapse_max_majority, saturated_fraction, dead_fraction, units_ok_gain,
     explode_factor, lr_too_low_ratio, lr_too_low_drop, lr_too_low_steady, lr_too_low_grad,
     nothing_margin, nothing_margin_train, divergence_loss_drop, divergence_acc_points,
@@ -188,6 +191,7 @@ class DiagnosticsSettings:
     gradcheck: bool = False
     gradcheck_threshold: float = 1e-4
     gradcheck_batch: int = 8
+    gradcheck_user: bool = True
     collapse_share: float = 0.8
     collapse_max_majority: float = 0.5
     saturated_fraction: float = 0.5
