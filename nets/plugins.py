@@ -338,3 +338,15 @@ def verify(recorded: Iterable[Source]) -> list[str]:
             out.append(f"user module {src.module!r} at {origin} has changed since the run "
                        f"(sha256 {h[:12]}, recorded {src.sha256[:12]})")
     return out
+
+
+def forget(module: str) -> None:
+    """Drop ``module`` (and its submodules) from the import cache and from what this
+    process remembers, so the next build imports the file again (after an edit in a
+    long-running session; tests use it between temporary directories)."""
+    for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+        del sys.modules[name]
+        _SOURCES.pop(name, None)
+    for k in [k for k in _RESOLVED if k[1].split(":")[0] == module
+              or k[1].startswith(module + ".")]:
+        del _RESOLVED[k]
