@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from nets import plugins, usercheck
 from nets.app import config as appconfig
+from nets.app.reproduce import main as reproduce_main
 from nets.catalog import build
 from nets.registry import ConfigError
 from nets.runs.job import JobFailed, JobSpec, run_job
@@ -302,7 +303,7 @@ def cli(*args, cwd):
 
 
 @pytest.mark.slow
-def test_every_kind_trains_records_and_reproduces(userdir, tmp_path):
+def test_every_kind_trains_records_and_reproduces(userdir, tmp_path, capsys):
     src = userdir("myparts", PARTS)
     store = tmp_path / "store"
     overrides = [
@@ -335,21 +336,23 @@ def test_every_kind_trains_records_and_reproduces(userdir, tmp_path):
     loss = client.get_metric_history(run.info.run_id, "train/loss")
     assert len(loss) == 6
 
-    p = cli("nets-reproduce", run.info.run_id, "--uri", str(store), cwd=tmp_path)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.startswith("identical:")
+    # nets-reproduce in-process (the same main() as the console script), from the
+    # launch directory: the module is imported from there again.
+    assert reproduce_main([run.info.run_id, "--uri", str(store)]) == 0
+    assert capsys.readouterr().out.startswith("identical:")
 
     src.write_text(src.read_text() + "\n# tuned the gap\n")
-    p = cli("nets-reproduce", run.info.run_id, "--uri", str(store), cwd=tmp_path)
-    assert p.returncode == 2 and p.stdout == ""
-    [line] = p.stderr.strip().splitlines()
-    assert "user module 'myparts'" in line and "has changed since the run" in line
+    assert reproduce_main([run.info.run_id, "--uri", str(store)]) == 2
+    out, err = capsys.readouterr()
+    [line] = err.strip().splitlines()
+    assert out == "" and "user module 'myparts'" in line and "has changed since the run" in line
     assert f"mlflow artifacts download -r {run.info.run_id} -a user_code" in line
 
     src.unlink()
-    p = cli("nets-reproduce", run.info.run_id, "--uri", str(store), cwd=tmp_path)
-    assert p.returncode == 2 and "(myparts.py) cannot be found" in p.stderr
-    assert len(p.stderr.strip().splitlines()) == 1
+    assert reproduce_main([run.info.run_id, "--uri", str(store)]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "user module 'myparts' (myparts.py) cannot be found" in line
+    assert len(client.search_runs([run.info.experiment_id])) == 2   # one rerun, no refused ones
 
 
 # -- Hydra: composition, strict keys, plugins lists -------------------------------------------
