@@ -177,3 +177,23 @@ def test_errors_are_one_line_and_write_nothing(store, tmp_path, capsys):
     assert main([rid, "--uri", str(tmp_path / "elsewhere")]) == 2
     assert "no MLflow store at" in one_line_error(capsys)
     assert "nets.diagnosis" not in client.get_run(rid).data.tags
+
+
+@pytest.mark.slow
+def test_example_script_diagnosed(shared, tmp_path, capsys):
+    """examples/diagnose_any_run: a plain-MLflow script's run, diagnosed through --key."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "diagnose_any_run" / "log_with_mlflow.py"
+    uri = shared[0]
+    p = subprocess.run([sys.executable, str(script), "--uri", uri, "--lr", "300", "--epochs", "6"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    rid = p.stdout.split()[-1]
+    assert main([rid, "--uri", uri, *KEY_ARGS]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"run {rid} (softmax-lr300): diverged"
+    assert "read loss as train/loss, val_loss as val/loss" in out
+    assert MlflowClient(uri).get_run(rid).data.tags["nets.diagnosis"] == "diverged"

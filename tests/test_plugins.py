@@ -194,9 +194,15 @@ def userdir(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    d = tmp_path_factory.mktemp("store")
-    uri = "sqlite:///" + str(d / "mlflow.db")
+def store_dir(tmp_path_factory):
+    """One SQLite store for the module: creating one costs seconds; tests keep to their
+    own experiments."""
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(scope="module")
+def store(store_dir):
+    uri = "sqlite:///" + str(store_dir / "mlflow.db")
     return uri, prepare_store(uri, "plugins")
 
 
@@ -303,9 +309,9 @@ def cli(*args, cwd):
 
 
 @pytest.mark.slow
-def test_every_kind_trains_records_and_reproduces(userdir, tmp_path, capsys):
+def test_every_kind_trains_records_and_reproduces(userdir, tmp_path, capsys, store, store_dir):
     src = userdir("myparts", PARTS)
-    store = tmp_path / "store"
+    store = store_dir
     overrides = [
         "dataset=myparts:TwoClouds", "dataset.n_samples=60",
         "model=sequential",
@@ -314,12 +320,13 @@ def test_every_kind_trains_records_and_reproduces(userdir, tmp_path, capsys):
         "model.output=sigmoid", "loss=myparts:HalfSSE", "target=one_hot",
         "optimizer=myparts:SignSGD", "optimizer.lr=0.05", "schedule=myparts:Halving",
         "schedule.period=2", "train.epochs=5", "train.batch_size=null",
-        f"tracking.uri={store}", "tracking.log_plots=false", "tracking.progress=off"]
+        f"tracking.uri={store}", "tracking.log_plots=false", "tracking.progress=off",
+        "tracking.experiment=every-kind"]
     p = cli("nets-train", *overrides, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     uri = "sqlite:///" + str(store / "mlflow.db")
     client = MlflowClient(uri)
-    [run] = client.search_runs([client.get_experiment_by_name("nets").experiment_id])
+    [run] = client.search_runs([client.get_experiment_by_name("every-kind").experiment_id])
     assert run.info.status == "FINISHED"
     params = run.data.params
     assert params["dataset.name"] == "myparts:TwoClouds" and params["dataset.gap"] == "2.0"
@@ -447,3 +454,22 @@ def test_hparams_round_trip_and_names_stay_short(userdir):
     assert plugins.is_user(act) and not plugins.is_user(build("activation", "tanh"))
     Z = np.linspace(-2, 2, 5)[None, :]
     assert np.allclose(act.forward(Z), Z / (1 + np.abs(Z)))
+
+
+@pytest.mark.slow
+def test_story1_example_buggy_command(store, store_dir):
+    """examples/story1_layers/README.md's first command: the check stops it, one line."""
+    store = store_dir
+    p = cli("nets-train", "model=sequential", "loss=mse", "target=one_hot", "optimizer.lr=0.5",
+            "optimizer.weight_decay=0.0001", "train.batch_size=null", "train.epochs=300",
+            'model.layers=[{name: "mylayers:HiddenSigmoidDense", units: 30}, '
+            '{name: "mylayers:SigmoidDense", units: 10}]',
+            f"tracking.uri={store}", "tracking.progress=off", "tracking.experiment=story1-example",
+            cwd=EXAMPLES / "buggy")
+    assert p.returncode == 1
+    [line] = [ln for ln in p.stderr.splitlines() if ln.startswith("nets-train:")]
+    assert ("nets-train: run failed: ComponentCheckError: gradient check failed: "
+            "mylayers:SigmoidDense parameter b: relative error 0.97 (threshold 1e-4)") in line
+    client = MlflowClient("sqlite:///" + str(store / "mlflow.db"))
+    [run] = client.search_runs([client.get_experiment_by_name("story1-example").experiment_id])
+    assert run.info.status == "FAILED" and "train/loss" not in run.data.metrics
