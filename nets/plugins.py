@@ -96,11 +96,6 @@ def file_hash(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def search_dirs() -> list[str]:
-    """Where user modules are found: the launch directory first, then ``sys.path``."""
-    return [os.getcwd()] + [p for p in sys.path if p not in ("", os.getcwd())]
-
-
 def _ensure_launch_dir() -> None:
     # Console scripts start with their bin directory as sys.path[0], not the current
     # directory: put the launch directory first so ``mylayers`` next to the user's
@@ -341,10 +336,18 @@ def verify(recorded: Iterable[Source]) -> list[str]:
 
 
 def forget(module: str) -> None:
-    """Drop ``module`` (and its submodules) from the import cache and from what this
-    process remembers, so the next build imports the file again (after an edit in a
-    long-running session; tests use it between temporary directories)."""
-    for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+    """Drop ``module`` (and its submodules) from the import cache, from what this process
+    remembers and from the registries it registered names in, so the next build imports
+    the file again (after an edit in a long-running session; tests use it between
+    temporary directories)."""
+    from nets.registry import REGISTRIES
+
+    names = [m for m in sys.modules if m == module or m.startswith(module + ".")]
+    for reg in REGISTRIES.values():
+        for key, cls in reg.classes().items():
+            if cls.__module__ in names:
+                reg.unregister(key)
+    for name in names:
         del sys.modules[name]
         _SOURCES.pop(name, None)
     for k in [k for k in _RESOLVED if k[1].split(":")[0] == module

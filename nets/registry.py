@@ -103,6 +103,14 @@ class Registry:
             return cls
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a plugin module being reloaded registers it again)."""
+        self._table.pop(name, None)
+
+    def classes(self) -> dict[str, type]:
+        """A copy of the name -> class table."""
+        return dict(self._table)
+
     def names(self) -> list[str]:
         return sorted(self._table)
 
