@@ -154,7 +154,9 @@ def check_combination(output: Activation, loss: Loss, target: Target, data: Data
     if data.task == "regression" and target.name != "raw":
         raise ConfigError("target", target.name, "regression data needs target=raw (or auto)",
                           f"dataset {data.name} has real-valued targets")
-    if target.name not in loss.targets:
+    # A user's own target encoding is not in any built-in loss's list; its values are
+    # still checked against the output's range below.
+    if target.name not in loss.targets and not plugins.is_user(target):
         raise ConfigError("target", target.name, f"loss={loss.name} works with target="
                           f"{' or '.join(loss.targets)}")
     if target.values is not None and output.bounds is not None:

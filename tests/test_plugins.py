@@ -473,3 +473,51 @@ def test_story1_example_buggy_command(store, store_dir):
     client = MlflowClient("sqlite:///" + str(store / "mlflow.db"))
     [run] = client.search_runs([client.get_experiment_by_name("story1-example").experiment_id])
     assert run.info.status == "FAILED" and "train/loss" not in run.data.metrics
+
+
+def test_initializer_target_and_model_by_import_path(userdir):
+    userdir("myrest", '''
+        import numpy as np
+        from nets.models import MLP
+        from nets.targets import Target
+
+        class Halves:
+            """Every weight U[-0.5, 0.5), whatever the fan-in."""
+
+            def __call__(self, shape, fan_in, fan_out, rng, dtype=np.float64):
+                return (rng.random(shape) - 0.5).astype(dtype)
+
+        class Smoothed(Target):
+            """One-hot targets pulled towards 1/K by eps."""
+            values = (0.0, 1.0)
+
+            def __init__(self, eps: float = 0.1):
+                self.eps = eps
+
+            def encode(self, y, n_classes, dtype=np.float64):
+                T = np.full((len(y), n_classes), self.eps / n_classes, dtype=dtype)
+                T[np.arange(len(y)), y] += 1 - self.eps
+                return T
+
+        class WideMLP(MLP):
+            """An MLP whose hidden layers are twice as wide as asked."""
+
+            def __init__(self, hidden=(8,), activation="tanh", output="softmax", init="xavier",
+                         bias_init="zeros", bias_input: float = 1.0, dropout: float = 0.0,
+                         in_shape=None, n_out=None, rng=None, dtype=np.float64, image_shape=None):
+                super().__init__([2 * h for h in hidden], activation, output, init, bias_init,
+                                 bias_input, dropout, in_shape, n_out, rng, dtype, image_shape)
+        ''')
+    run = build_run({"dataset": {"name": "xor", "n_samples": 40},
+                     "model": {"name": "myrest:WideMLP", "hidden": [3], "init": "myrest:Halves",
+                               "output": "sigmoid"},
+                     "loss": "mse", "target": {"name": "myrest:Smoothed", "eps": 0.2},
+                     "train": {"epochs": 2}})
+    assert [p.value.shape for p in run.model.params] == [(2, 6), (6,), (6, 2), (2,)]
+    assert np.abs(run.model.params[0].value).max() < 0.5
+    assert run.target.encode(np.array([1]), 2).tolist() == [[0.1, 0.9]]
+    results = usercheck.check_run(run)              # the user model, checked as a whole
+    assert {r.part for r in results} == {"dense1.W", "dense1.b", "dense2.W", "dense2.b"}
+    assert max(r.error for r in results) < 1e-6
+    history = run.trainer().run().history
+    assert len(history["train/loss"]) == 3 and np.all(np.isfinite(history["train/loss"]))
