@@ -457,7 +457,7 @@ def test_hparams_round_trip_and_names_stay_short(userdir):
 
 
 @pytest.mark.slow
-def test_story1_example_buggy_command(store, store_dir):
+def test_story1_example_buggy_command(store, store_dir, tmp_path):
     """examples/story1_layers/README.md's first command: the check stops it, one line."""
     store = store_dir
     p = cli("nets-train", "model=sequential", "loss=mse", "target=one_hot", "optimizer.lr=0.5",
@@ -465,7 +465,7 @@ def test_story1_example_buggy_command(store, store_dir):
             'model.layers=[{name: "mylayers:HiddenSigmoidDense", units: 30}, '
             '{name: "mylayers:SigmoidDense", units: 10}]',
             f"tracking.uri={store}", "tracking.progress=off", "tracking.experiment=story1-example",
-            cwd=EXAMPLES / "buggy")
+            f"hydra.run.dir={tmp_path / 'outputs'}", cwd=EXAMPLES / "buggy")
     assert p.returncode == 1
     [line] = [ln for ln in p.stderr.splitlines() if ln.startswith("nets-train:")]
     assert ("nets-train: run failed: ComponentCheckError: gradient check failed: "
