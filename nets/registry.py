@@ -105,6 +105,14 @@ class Registry:
             return cls
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a plugin module being reloaded registers it again)."""
+        self._table.pop(name, None)
+
+    def classes(self) -> dict[str, type]:
+        """A copy of the name -> class table."""
+        return dict(self._table)
+
     def names(self) -> list[str]:
         return sorted(self._table)
 
@@ -115,9 +123,16 @@ class Registry:
         return self.get(name)
 
     def get(self, name: str, key: str | None = None) -> type:
+        """The class registered as ``name``; an import path ``package.module:Class``
+        imports the user's class instead (``nets.plugins.resolve``)."""
+        if name not in self._table and isinstance(name, str) and ":" in name:
+            from nets import plugins  # lazily: plugins imports the component modules
+
+            return plugins.resolve(self.kind, name, key or self.kind)
         if name not in self._table:
             raise ConfigError(key or self.kind, name,
-                              f"unknown {self.kind}; choose one of: {', '.join(self.names())}"
+                              f"unknown {self.kind}; choose one of: {', '.join(self.names())} "
+                              "or an import path package.module:Class"
                               + suggest(name, self.names()))
         return self._table[name]
 
@@ -162,12 +177,23 @@ class Registry:
         wanted = set(getattr(cls, "runtime_args", ()))
         kwargs = {**spec, **{k: v for k, v in runtime.items() if k in wanted}}
         try:
-            return cls(**kwargs)
+            obj = cls(**kwargs)
         except ConfigError as e:
             if e.key and not e.key.startswith(key):
                 e.key = f"{key}.{e.key}"
                 e.args = (str(ConfigError(e.key, e.value, e.allowed, e.why)),)
             raise
+        except Exception as e:  # noqa: BLE001 - a user's constructor failing is one line
+            if not getattr(cls, "user_path", None):
+                raise
+            line = (str(e).strip().splitlines() or [""])[0]
+            raise ConfigError(f"{key}.name", cls.name, f"{cls.__name__}({', '.join(map(str, spec))}) "
+                              f"raised {type(e).__name__}: {line}") from None
+        if getattr(cls, "user_path", None):
+            from nets import plugins
+
+            plugins.finish(self.kind, obj, key)
+        return obj
 
 
 REGISTRIES: dict[str, Registry] = {}

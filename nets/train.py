@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from nets import catalog  # noqa: F401 - every kind registered: build_run builds by name
+from nets import plugins
 from nets.activations import Activation
 from nets.data import DATASETS, Data
 from nets.losses import LOSSES, REDUCTIONS, Loss
@@ -35,7 +36,7 @@ from nets.targets import TARGETS, Target
 DTYPES = ("float32", "float64")
 # The sections of a run's config: the component groups (one registry each) and the rest.
 GROUPS = ("dataset", "model", "loss", "target", "optimizer", "schedule")
-CONFIG_SECTIONS = ("seed", *GROUPS, "train", "diagnostics", "tracking")
+CONFIG_SECTIONS = ("seed", *GROUPS, "train", "diagnostics", "tracking", "plugins")
 Callback = Callable[[int, dict], None]
 
 
@@ -149,7 +150,9 @@ def check_combination(output: Activation, loss: Loss, target: Target, data: Data
     if data.task == "regression" and target.name != "raw":
         raise ConfigError("target", target.name, "regression data needs target=raw (or auto)",
                           f"dataset {data.name} has real-valued targets")
-    if target.name not in loss.targets:
+    # A user's own target encoding is not in any built-in loss's list; its values are
+    # still checked against the output's range below.
+    if target.name not in loss.targets and not plugins.is_user(target):
         raise ConfigError("target", target.name, f"loss={loss.name} works with target="
                           f"{' or '.join(loss.targets)}")
     if target.values is not None and output.bounds is not None:
@@ -419,9 +422,11 @@ class Run:
 def build_run(cfg: Mapping[str, Any], data: Data | None = None) -> Run:
     """Turn a plain config (the resolved ``conf/`` tree as dicts) into a ``Run``.
 
-    Keys used: ``seed``, ``dataset``, ``model``, ``loss``, ``target``, ``optimizer``,
-    ``schedule``, ``train``. Raises ``ConfigError`` (one line) on any bad value.
+    Keys used: ``plugins``, ``seed``, ``dataset``, ``model``, ``loss``, ``target``,
+    ``optimizer``, ``schedule``, ``train``. Raises ``ConfigError`` (one line) on any bad
+    value. ``plugins`` modules are imported first, so the names they register resolve.
     """
+    plugins.load_modules(cfg.get("plugins"))
     seed = cfg.get("seed", 0)
     check(is_int(seed) and seed >= 0, "seed", seed, "must be an integer >= 0")
     rngs = make_rngs(seed)

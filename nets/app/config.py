@@ -15,6 +15,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nets import plugins
+from nets.app import schema
 from nets.app.schema import GROUPS, ROOT_KEYS
 from nets.catalog import REGISTRIES
 from nets.registry import ConfigError, suggest
@@ -33,8 +35,10 @@ def check_overrides(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
     """Catch unknown groups, options and root keys in command-line overrides.
 
     Runs before Hydra so the user gets one line with the choices instead of Hydra's
-    multi-line message, and so ``+key=`` cannot smuggle in a key no schema knows.
+    multi-line message, and so ``+key=`` cannot smuggle in a key no schema knows. It
+    first makes the user's components composable (``register_user_components``).
     """
+    selected = register_user_components(overrides, conf_dir)
     groups = set(GROUPS) | {p.name for p in conf_dir.iterdir() if p.is_dir()}
     for o in overrides:
         if o.startswith("hydra.") or o.startswith("hydra/") or o.startswith("+hydra"):
@@ -49,7 +53,7 @@ def check_overrides(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
                               + ", ".join(sorted(set(ROOT_KEYS) | groups)) + suggest(root, ROOT_KEYS))
         if "." in key and root in GROUPS:
             sub = key.split(".")[1]
-            known = _group_keys(root)
+            known = _group_keys(root) | selected.get(root, set())
             if sub not in known:
                 raise ConfigError(key, val, f"unknown key of {root}; valid keys: "
                                   + ", ".join(sorted(known)) + suggest(sub, known))
@@ -61,10 +65,47 @@ def check_overrides(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
                                   + ", ".join(known) + suggest(sub, known))
         if "." not in key and root in groups and m.group("op") != "~":
             choices = options(root, conf_dir)
+            extra = set(REGISTRIES[root].names()) if root in GROUPS else set()
             for v in _sweep_values(val):
-                if v not in choices:
+                if v not in choices and v not in extra and not plugins.is_import_path(v):
                     raise ConfigError(key, v, f"unknown {key}; choose one of: {', '.join(choices)}"
                                       + suggest(v, choices))
+
+
+def register_user_components(overrides: list[str], conf_dir: Path = CONF_DIR
+                             ) -> dict[str, set[str]]:
+    """Import a ``plugins=[...]`` override's modules and register every group choice that
+    is an import path (``optimizer=myopt:Lion``) as a Hydra option of its group.
+
+    Returns the hyperparameter names of those user choices per group, so that
+    ``optimizer.beta=0.5`` passes the strict key check. Choices made inside YAML files
+    cannot be seen here: select user components of a group on the command line (nested
+    specs, such as ``model.layers`` entries, work anywhere).
+    """
+    for o in overrides:
+        m = _GROUP_OVERRIDE.match(o)
+        if m and m.group("key") == "plugins" and m.group("op") != "~":
+            plugins.load_modules(_list_value(m.group("val")), "plugins")
+    schema.register(conf_dir)
+    selected: dict[str, set[str]] = {}
+    for o in overrides:
+        m = _GROUP_OVERRIDE.match(o)
+        if not m or m.group("key") not in GROUPS or m.group("op") == "~":
+            continue
+        for v in _sweep_values(m.group("val")):
+            if plugins.is_import_path(v):
+                schema.register_user(m.group("key"), v)
+                cls = REGISTRIES[m.group("key")].get(v, m.group("key"))
+                selected.setdefault(m.group("key"), set()).update(cls.hparam_names())
+    return selected
+
+
+def _list_value(val: str) -> list[str]:
+    """``[a, b]`` or ``a`` (an override's value) as a list of module names."""
+    val = val.strip()
+    if val.startswith("[") and val.endswith("]"):
+        val = val[1:-1]
+    return [v.strip().strip("'\"") for v in val.split(",") if v.strip()]
 
 
 def _group_keys(group: str) -> set[str]:
@@ -90,6 +131,9 @@ def to_plain(cfg: DictConfig) -> dict[str, Any]:
     except OmegaConfBaseException as e:
         raise one_line(e) from e
     plain.pop("hydra", None)
+    if not plain.get("plugins"):
+        # Absent rather than empty: a run without plugins hashes as it always did.
+        plain.pop("plugins", None)
     unknown = [k for k in plain if k not in ROOT_KEYS]
     if unknown:
         raise ConfigError(unknown[0], plain[unknown[0]], "unknown config key; valid: "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -52,6 +53,8 @@ def _field_type(name: str, param: inspect.Parameter) -> tuple[Any, Any]:
     ann = param.annotation
     if isinstance(ann, str) and ann in _ANNOTATIONS:
         typ = _ANNOTATIONS[ann]
+    elif ann in (int, float, bool, str):   # a user module without postponed annotations
+        typ = ann
     elif isinstance(default, bool):
         typ = bool
     elif isinstance(default, int):
@@ -81,7 +84,7 @@ def component_schema(kind: str, name: str) -> type:
             default = MISSING
         fields.append((p, typ, default if isinstance(default, dataclasses.Field)
                        else field(default=default)))
-    title = "".join(w.capitalize() for w in f"{kind}_{name}".split("_"))
+    title = "".join(w.capitalize() for w in re.split(r"[_.:]", f"{kind}_{name}"))
     return dataclasses.make_dataclass(f"{title}Conf", fields)
 
 
@@ -121,15 +124,33 @@ class Config:
     train: Any = field(default_factory=TrainConf)
     diagnostics: Any = field(default_factory=DiagnosticsConf)
     tracking: TrackingConf = field(default_factory=TrackingConf)
+    # modules to import first; their classes register themselves (docs/components.md)
+    plugins: Optional[List[str]] = None
 
 
 ROOT_KEYS = tuple(f.name for f in dataclasses.fields(Config))
 
 
-def register() -> None:
-    """Store every schema in Hydra's ConfigStore (idempotent)."""
+def register(conf_dir=None) -> None:
+    """Store every schema in Hydra's ConfigStore (idempotent).
+
+    A registry name without a YAML file in ``conf_dir`` (registered by a ``plugins``
+    module) also becomes an option of its group, so ``optimizer=myopt`` composes.
+    """
     cs = ConfigStore.instance()
     cs.store(name="nets_base", node=Config)
     for kind in GROUPS:
         for name in REGISTRIES[kind].names():
             cs.store(group=f"nets_schema/{kind}", name=name, node=component_schema(kind, name))
+            if conf_dir is not None and not (conf_dir / kind / f"{name}.yaml").is_file():
+                cs.store(group=kind, name=name, node=component_schema(kind, name))
+
+
+def register_user(kind: str, path: str) -> type:
+    """Make the user's class ``path`` (``mylosses:Huber``) an option of group ``kind``:
+    ``loss=mylosses:Huber loss.delta=0.5`` then composes, its constructor arguments
+    typed and defaulted like a built-in's. Raises ``ConfigError`` (one line) when the
+    class cannot be imported or does not follow the protocol of its kind."""
+    schema = component_schema(kind, path)
+    ConfigStore.instance().store(group=kind, name=path, node=schema)
+    return schema

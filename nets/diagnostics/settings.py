@@ -45,6 +45,9 @@ class DiagnosticsSettings:
         float64 copy; correct code gives ~1e-9, the stories' bugs ~1).
     gradcheck_batch : int
         Training rows used by the check.
+    gradcheck_user : bool
+        Check every user component (loaded by import path or from ``plugins``) with a
+        backward pass before the first update (``nets.usercheck``).
     warn_patience : int
         Consecutive epochs a condition must hold before the monitor warns mid-run.
     others
@@ -58,6 +61,7 @@ class DiagnosticsSettings:
     gradcheck: bool = False
     gradcheck_threshold: float = 1e-4
     gradcheck_batch: int = 8
+    gradcheck_user: bool = True
     collapse_share: float = 0.8
     collapse_max_majority: float = 0.5
     collapse_excess: float = 0.75

@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from nets import diagnostics
+from nets.runs import usercode
 from nets.train import Result, Run, build_run
 
 TRACKING_DEFAULTS = {"enabled": True, "uri": None, "experiment": "nets", "run_name": None,
@@ -242,6 +243,9 @@ def run_job(spec: JobSpec, stream=None) -> JobStatus:
             rec.log_text(yaml.safe_dump(list(spec.overrides)), "overrides.yaml")
         callbacks = [progress] + ([lambda e, m: rec.log_metrics(m, e)] if rec else [])
         trainer = run.trainer()
+        # The user's own components: source files recorded, gradients checked, before
+        # the first update.
+        usercode.check_and_record(run, core, dset, rec, progress.say)
         if dset.gradcheck:
             _gradcheck(trainer, dset, rec, progress)
         monitor = diagnostics.HealthMonitor(dset, warn=progress.say) if dset.enabled else None

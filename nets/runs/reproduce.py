@@ -12,7 +12,9 @@ Exit codes: 0 identical, 1 different (or the rerun failed), 2 a usage, store or 
 problem: one line ``nets-reproduce: error: ...`` and nothing recorded.
 
 Nothing from an artifact is ever unpickled, imported or called: the config is plain
-YAML data and components are looked up by name in the registries.
+YAML data and components are looked up by name in the registries. A run that used the
+user's own modules (``nets.user_code`` tag) is rerun only when each module is found
+from the launch directory or the Python path with the recorded content hash.
 
 Which difference is reported: the curves (per-epoch metrics) first, at the earliest
 step where any of them differs (ties: sorted key order); only when every curve agrees,
@@ -43,6 +45,7 @@ from urllib.parse import urlparse
 
 import yaml
 
+from nets.runs import usercode
 from nets.store import uri as store_uri, client as store_client
 from nets.runs.job import (TRACKING_DEFAULTS, JobSpec, blas_state, config_hash, git_state,
                        run_job)
@@ -381,6 +384,12 @@ def prepare(run_id: str, uri: str, finished: bool = False) -> tuple[Any, Any, di
         raise ReproduceError(f"run {run_id} has no config.yaml artifact (was it recorded by "
                              "nets-train? a sweep's parent run has none)")
     cfg = load_config(text)
+    # The user's own modules must be the very files the run imported, found where a
+    # fresh nets-train would find them; a recorded copy is only used after the user
+    # downloads it and runs from there (usercode.hint).
+    bad = usercode.problems(run.data.tags)
+    if bad:
+        raise ReproduceError(f"{bad[0]}: refused; {usercode.hint(run_id, uri)}")
     check_buildable(cfg)
     recorded_hash = run.data.tags.get("nets.config_hash")
     if recorded_hash is not None and config_hash(cfg) != recorded_hash:
