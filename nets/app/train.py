@@ -85,12 +85,23 @@ def _fail(line: str, code: int) -> None:
 
 # Hydra flags whose following words are not overrides of nets' config.
 HYDRA_ONLY_FLAGS = ("--shell-completion", "-sc", "--hydra-help")
+SCHEMA_GROUP = "nets_schema"  # typed groups behind conf/ (nets.app.schema): hidden from users
 
 
 def cli() -> None:
     """Console entry: one-line errors for bad overrides before Hydra composes anything."""
     if any(a in HYDRA_ONLY_FLAGS or a.startswith("--shell-completion=") for a in sys.argv[1:]):
-        main()  # their arguments (install=bash, query=...) are no config overrides
+        # Their arguments (install=bash, query=bash) are no config overrides.
+        if not any(a.startswith("query=") for a in sys.argv[1:]):
+            main()
+            return
+        import contextlib
+        import io
+
+        words = io.StringIO()
+        with contextlib.redirect_stdout(words):
+            main()
+        print(" ".join(w for w in words.getvalue().split() if not w.startswith(SCHEMA_GROUP)))
         return
     args = [a for a in sys.argv[1:] if not a.startswith("-")]
     try:
