@@ -176,7 +176,8 @@ def test_ui_lands_on_runs_refuses_a_busy_port_and_dies_with_its_server(store):
         port = int(m.group(1))
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=HANG).read().decode()
         # The index page makes the runs table the default when the browser has no choice.
-        assert "localStorage.setItem('mlflow.workflowType_v1','\"machine_learning\"')" in page
+        assert ("if(localStorage.getItem('mlflow.workflowType_v1')===null)"
+                "localStorage.setItem('mlflow.workflowType_v1','\"machine_learning\"')") in page
         assert not children(proc.pid)  # the server is this process, nothing to leave behind
 
         busy = run(["nets-ui", "--uri", store["uri"], "--no-browser", "--port", str(port)],

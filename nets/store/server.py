@@ -25,14 +25,19 @@ import socket
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
-# The browser's entry (useLocalStorage in web-shared/hooks: key ``<key>_v<version>``,
-# JSON value) that WorkflowTypeProvider reads when the address has no workflowType.
-WORKFLOW_STORAGE_KEY = "mlflow.workflowType_v1"
 WORKFLOW = "machine_learning"
-LAND_ON_RUNS = (
-    "<script>try{if(!localStorage.getItem(%r))localStorage.setItem(%r,%r)}catch(e){}</script>"
-    % (WORKFLOW_STORAGE_KEY, WORKFLOW_STORAGE_KEY, '"%s"' % WORKFLOW)
-).encode()
+# Browser entries (useLocalStorage in web-shared/hooks: key ``<key>_v<version>``, JSON
+# value) set only where the browser has none, so a user's own choice always wins:
+BROWSER_DEFAULTS = {
+    # what WorkflowTypeProvider reads when the address has no workflowType
+    "mlflow.workflowType_v1": f'"{WORKFLOW}"',
+    # "already opened once": the assistant panel otherwise opens itself on first load,
+    # over a third of the runs table
+    "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
+}
+LAND_ON_RUNS = ("<script>try{" + "".join(
+    f"if(localStorage.getItem({k!r})===null)localStorage.setItem({k!r},{v!r});"
+    for k, v in BROWSER_DEFAULTS.items()) + "}catch(e){}</script>").encode()
 
 
 def runs_address(base: str, experiment_id: str | None) -> str:
