@@ -235,7 +235,7 @@ def test_override_contract_mlp_on_mnist(tmp_path):
         "model.activation": "tanh", "model.output": "softmax", "loss.name": "cross_entropy",
         "optimizer.name": "adam", "optimizer.lr": "0.1", "schedule.name": "bold_driver",
         "train.epochs": "20", "train.batch_size": "100", "seed": "3"}
-    assert run.info.run_name == "tanh-cross_entropy-adam-lr0.1-bold_driver-s3"
+    assert run.info.run_name == "mnist-tanh-cross_entropy-adam-lr0.1-bold_driver-s3"
     assert [s for s, _ in history(db_of(tmp_path), run.info.run_id, "train/loss")] == \
         list(range(21))
 

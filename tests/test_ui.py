@@ -192,3 +192,11 @@ def test_ui_lands_on_runs_refuses_a_busy_port_and_dies_with_its_server(store):
         code = proc.wait(timeout=HANG)
     assert code in (0, -signal.SIGTERM)
     assert not port_open("127.0.0.1", port)
+
+
+def test_store_marks_the_experiment_as_model_training(store):
+    from mlflow.tracking import MlflowClient
+
+    exp = MlflowClient(store["uri"]).get_experiment_by_name("nets")
+    # Read by MLflow where its browser toggle does not decide (see nets.store.server).
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"

@@ -35,7 +35,8 @@ def check_overrides(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
     Runs before Hydra so the user gets one line with the choices instead of Hydra's
     multi-line message, and so ``+key=`` cannot smuggle in a key no schema knows.
     """
-    groups = set(GROUPS) | {p.name for p in conf_dir.iterdir() if p.is_dir()}
+    # conf/hydra/ only configures Hydra itself (the --help page), no user group
+    groups = set(GROUPS) | {p.name for p in conf_dir.iterdir() if p.is_dir() and p.name != "hydra"}
     for o in overrides:
         if o.startswith("hydra.") or o.startswith("hydra/") or o.startswith("+hydra"):
             continue
