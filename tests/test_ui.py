@@ -123,7 +123,7 @@ def test_reproduce_and_report_take_a_short_id(store):
     assert p.stdout.startswith("nets-train ") and "train.epochs=1" in p.stdout
     p = run(["nets-reproduce", "0000ffff"], store["launch"])
     assert p.returncode == 2
-    assert p.stderr.strip() == "nets-reproduce: error: no run '0000ffff': it is not an id, " \
+    assert p.stderr.strip() == "nets-reproduce: error: no run '0000ffff': not a run id, " \
                                "an id prefix or a run name in the store"
     # nets-report resolves the prefix to the run, then says it is no sweep's parent.
     p = run(["nets-report", short, "--no-log", "--out", str(store["launch"] / "r")],

@@ -49,8 +49,9 @@ def resolve_run(uri: str, token: str) -> str:
     if len(found) == 1:
         return next(iter(found))
     if not found:
-        what = "an id, an id prefix or a run name" if HEX.match(token) else "a run name"
-        raise RunNotFound(f"no run {token!r}: it is not {what} in the store")
+        what = ("not a run id, an id prefix or a run name in the store" if HEX.match(token)
+                else "not a run id, and no run in the store has that name")
+        raise RunNotFound(f"no run {token!r}: {what}")
     shown = ", ".join(f"{rid[:12]} ({name})" for rid, name in list(found.items())[:5])
     more = f" and {len(found) - 5} more" if len(found) > 5 else ""
     raise RunNotFound(f"{token!r} names {len(found)} runs: {shown}{more}; "
