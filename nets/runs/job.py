@@ -21,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import yaml
@@ -45,10 +45,16 @@ def _spec_name(spec: Any) -> str:
     return spec if isinstance(spec, str) else (spec or {}).get("name", "?")
 
 
+DEFAULT_DATASET = "digits"  # left out of run names: most runs use it
+
+
 def run_name(cfg: Mapping[str, Any]) -> str:
-    """A readable name from the settings users vary most: ``tanh-mse-sgd-lr0.1``."""
+    """A readable name from the settings users vary most: ``tanh-mse-sgd-lr0.1``, led by
+    the dataset unless it is the default (``mnist-relu-cross_entropy-sgd-lr0.1-sum``)."""
     model, opt = cfg.get("model", {}), cfg.get("optimizer", {})
-    parts = [_spec_name(model.get("activation", model.get("name"))), _spec_name(cfg.get("loss")),
+    dataset = _spec_name(cfg.get("dataset", DEFAULT_DATASET))
+    parts = [dataset] if dataset != DEFAULT_DATASET else []
+    parts += [_spec_name(model.get("activation", model.get("name"))), _spec_name(cfg.get("loss")),
              _spec_name(opt), f"lr{opt.get('lr', '?'):g}" if isinstance(opt.get("lr"), (int, float))
              else "lr?"]
     sched = _spec_name(cfg.get("schedule", "constant"))
@@ -59,6 +65,16 @@ def run_name(cfg: Mapping[str, Any]) -> str:
     if cfg.get("seed", 0):
         parts.append(f"s{cfg['seed']}")
     return "-".join(str(p) for p in parts)
+
+
+def sweep_run_name(name: str, configs: Iterable[Mapping[str, Any]], resumes: bool) -> str:
+    """The parent's name: the sweep, its datasets and whether it resumes an earlier one,
+    so two sweeps of one file (MNIST and digits; a run and its ``--resume``) differ in
+    the runs table: ``sweep story4 (mnist)``, ``sweep example (digits, resume)``."""
+    datasets = sorted({_spec_name(c.get("dataset", DEFAULT_DATASET)) for c in configs})
+    what = ", ".join(datasets[:3] + (["..."] if len(datasets) > 3 else [])
+                     + (["resume"] if resumes else []))
+    return f"sweep {name} ({what})" if what else f"sweep {name}"
 
 
 def git_state() -> dict[str, str]:

@@ -75,7 +75,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from nets.runs.job import JobFailed, JobSpec, JobStatus, config_hash, run_job, run_name
+from nets.runs.job import (JobFailed, JobSpec, JobStatus, config_hash, run_job, run_name,
+                           sweep_run_name)
 
 # Exit code of the last sweep(s) in this process: 0, 1 (a job failed), 130 (interrupted).
 # The console entries (``nets-train -m``, ``nets-sweep``) exit with it after Hydra
@@ -649,8 +650,10 @@ class Sweep:
             prev = _retry(_client(store.uri).get_run, store.previous_parent)
             tags.update({"nets.resumes": store.previous_parent,
                          "nets.resumes_sweep_id": prev.data.tags.get("nets.sweep_id", "")})
-        rec = store_write.RunRecorder(store.uri, store.experiment_id, f"sweep {self.name}",
-                                   tags=tags)
+        rec = store_write.RunRecorder(store.uri, store.experiment_id,
+                                      sweep_run_name(self.name, [j.config for j in group],
+                                                     store.previous_parent is not None),
+                                      tags=tags)
         params = {f"sweep.{k}": ",".join(v) for k, v in self.axes.items()}
         params.update({"sweep.jobs": len(group), "launcher.n_jobs": self.workers,
                        "launcher.blas_threads": self.threads,

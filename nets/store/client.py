@@ -31,6 +31,9 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from nets.store.uri import artifact_root, file_path, sqlite_path  # noqa: E402
 
 DEFAULT_EXPERIMENT = "nets"
+# What MLflow reads for an experiment's kind where the browser's GenAI / Model-training
+# toggle does not decide (MLflow 3's ExperimentKindUtils; nets-ui sets the toggle).
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def open_client(uri: str) -> MlflowClient:
@@ -93,13 +96,17 @@ def prepare_store(uri: str, experiment: str = DEFAULT_EXPERIMENT) -> str:
             # A store copied or moved elsewhere still names its old artifact directory;
             # new runs would write there (or into the original it was copied from).
             relocate_if_moved(uri, exp)
+            for k, v in EXPERIMENT_TAGS.items():
+                if k not in exp.tags:
+                    retry(client.set_experiment_tag, exp.experiment_id, k, v)
             return exp.experiment_id
         root = artifact_root(uri)
         location = None
         if root is not None:
             slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment) or "experiment"
             location = Path(root, slug).resolve().as_uri()
-        return retry(client.create_experiment, experiment, artifact_location=location)
+        return retry(client.create_experiment, experiment, artifact_location=location,
+                     tags=EXPERIMENT_TAGS)
 
 
 def retry(fn, *args, attempts: int = 6, **kwargs):
