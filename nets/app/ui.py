@@ -19,6 +19,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the command and exit")
     args, passthrough = p.parse_known_args(argv)
     uri = store_uri.resolve_uri(args.uri, os.getcwd())
+    db = store_uri.sqlite_path(uri)
+    if db is None or db.exists():
+        from nets.store import connect
+
+        try:
+            connect.check(uri, connect.source_of(args.uri, "--uri"))
+        except connect.StoreError as e:
+            print(f"nets-ui: {e}", file=sys.stderr)
+            sys.exit(2)
     if uri.startswith("http"):
         print(f"nets-ui: {uri} is a tracking server: open it in a browser", file=sys.stderr)
         return
