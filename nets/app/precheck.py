@@ -32,6 +32,9 @@ def check_sweep_file(path: Path) -> None:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        ctx, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if ctx and cmark:
+            what += f" ({ctx} that starts at line {cmark.line + 1})"
         raise ConfigError("sweep", str(path), f"broken YAML{where}: {what}; fix the file "
                           "(nothing was run or recorded)") from None
     if data is None:

@@ -16,6 +16,7 @@ from nets.app import config as appconfig, logs
 from nets.app.schema import register
 from nets.runs.job import JobFailed, JobSpec, JobStatus, run_job, tracking_of
 from nets.registry import ConfigError
+from nets.text import one_line
 
 register()
 
@@ -68,7 +69,7 @@ def main(cfg: DictConfig) -> None:
 def _fail(line: str, code: int) -> None:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise
-    print(f"nets-train: {line}", file=sys.stderr)
+    print(f"nets-train: {one_line(line)}", file=sys.stderr)
     sys.exit(code)
 
 

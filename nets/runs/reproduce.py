@@ -382,14 +382,12 @@ def prepare(run_id: str, uri: str, finished: bool = False) -> tuple[Any, Any, di
         raise ReproduceError(f"run {run_id} has no config.yaml artifact (was it recorded by "
                              "nets-train? a sweep's parent run has none)")
     cfg = load_config(text)
-    # The hash first: an edited config is refused before it is built (building reads
-    # the files it names, and their errors quote them).
+    check_buildable(cfg)
     recorded_hash = run.data.tags.get("nets.config_hash")
     if recorded_hash is not None and config_hash(cfg) != recorded_hash:
         raise ReproduceError(f"config.yaml of run {run_id} is not the config it ran with (hash "
                              f"{config_hash(cfg)}, recorded nets.config_hash {show(recorded_hash)}): "
                              "refused")
-    check_buildable(cfg)
     overrides = load_overrides(read_artifact(client, uri, run, "overrides.yaml"))
     return client, run, cfg, overrides
 
