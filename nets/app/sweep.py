@@ -278,20 +278,19 @@ def cleanup_cli(argv: list[str] | None = None) -> None:
                    help="status to end them with (default KILLED)")
     p.add_argument("--dry-run", action="store_true", help="print what would change")
     args = p.parse_args(argv)
-    from nets.store import uri as store_uri, client as store_client
+    from nets.store import connect, uri as store_uri
 
     uri = store_uri.resolve_uri(args.uri, os.getcwd())
     db = store_uri.sqlite_path(uri)
     if db is not None and not db.exists():
         print(f"nets-cleanup: no MLflow store at {db}", file=sys.stderr)
         sys.exit(2)
-    from nets.store import connect
-
     try:
         connect.check(uri, connect.source_of(args.uri, "--uri"))
     except connect.StoreError as e:
         print(f"nets-cleanup: {e}", file=sys.stderr)
         sys.exit(2)
+    from nets.store import client as store_client  # mlflow: seconds, once the store answers
     try:
         older = sweeps.parse_age(args.older_than) if args.older_than else None
     except ValueError:
