@@ -23,6 +23,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from nets.text import one_line, show
+
 
 class ConfigError(ValueError):
     """A user-facing configuration mistake, reported as one line.
@@ -41,10 +43,12 @@ class ConfigError(ValueError):
 
     def __init__(self, key: str, value: Any, allowed: str, why: str = ""):
         self.key, self.value, self.allowed, self.why = key, value, allowed, why
-        msg = f"{key}={value!r} is not valid: {allowed}" if key else allowed
+        # The value is the user's: cut and escaped, so a huge or hostile value
+        # cannot flood or repaint the terminal.
+        msg = f"{key}={show(value)} is not valid: {allowed}" if key else allowed
         if why:
             msg += f" ({why})"
-        super().__init__(msg)
+        super().__init__(one_line(msg))
 
 
 def suggest(word: str, choices) -> str:

@@ -27,7 +27,8 @@ from nets import plugins
 from nets.activations import Activation
 from nets.data import DATASETS, Data
 from nets.losses import LOSSES, REDUCTIONS, Loss
-from nets.models import Head, Sequential, build_model
+from nets import memory
+from nets.models import MODELS, Head, Sequential, build_model
 from nets.optimizers import OPTIMIZERS, Optimizer
 from nets.registry import ConfigError, check, is_int
 from nets.schedules import SCHEDULES, Schedule
@@ -66,6 +67,9 @@ class TrainSettings:
         Stop when the validation loss has not improved for this many epochs.
     eval_batch_size : int
         Rows per forward pass when evaluating (bounds memory, not results).
+    max_memory_gb : float or None
+        Refuse a run whose estimated memory (``nets.memory``) is above this many GiB;
+        ``None`` = the memory available when the run is built. Never changes results.
     """
 
     epochs: int = 20
@@ -77,6 +81,7 @@ class TrainSettings:
     shuffle: bool = True
     early_stopping: int | None = None
     eval_batch_size: int = 4096
+    max_memory_gb: float | None = None
 
     def __post_init__(self):
         check(is_int(self.epochs) and self.epochs >= 0, "train.epochs", self.epochs,
@@ -93,6 +98,10 @@ class TrainSettings:
               "train.early_stopping", self.early_stopping, "must be a positive integer or null")
         check(is_int(self.eval_batch_size) and self.eval_batch_size > 0, "train.eval_batch_size",
               self.eval_batch_size, "must be a positive integer")
+        check(self.max_memory_gb is None or (isinstance(self.max_memory_gb, (int, float))
+                                             and not isinstance(self.max_memory_gb, bool)
+                                             and self.max_memory_gb > 0),
+              "train.max_memory_gb", self.max_memory_gb, "must be > 0 (GiB) or null")
 
 
 @dataclass
@@ -446,6 +455,12 @@ def build_run(cfg: Mapping[str, Any], data: Data | None = None) -> Run:
     target = target.resolve(data) if hasattr(target, "resolve") else target
     n_out = data.n_classes if data.task == "classification" else data.y_train.reshape(
         len(data.y_train), -1).shape[1]
+    # Shapes only first: a model that cannot fit is refused before it allocates.
+    spec = MODELS.build(cfg.get("model", "mlp"), key="model", n_out=n_out, dtype=settings.dtype,
+                        image_shape=data.image_shape)
+    memory.check_fits(cfg.get("model", "mlp"), spec, data.X_train.shape[1:], len(data.X_train),
+                      len(data.X_val), settings, optimizer.name, schedule.rolls_back,
+                      data.image_shape)
     model = build_model(cfg.get("model", "mlp"), in_shape=data.X_train.shape[1:], n_out=n_out,
                         rng=rngs["model"], dtype=settings.dtype, image_shape=data.image_shape)
     check(getattr(model, "out_shape", (n_out,)) == (n_out,), "model.layers",

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nets import plugins
-from nets.app import schema
+from nets.app import errors, schema
 from nets.app.schema import GROUPS, ROOT_KEYS
 from nets.catalog import REGISTRIES
 from nets.registry import ConfigError, suggest
@@ -124,10 +124,11 @@ def _sweep_values(val: str) -> list[str]:
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:
     """Resolved config as plain dicts/lists, ``hydra`` node removed, strictly checked."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(missing[0], "???", "a value is required")
     try:
+        # missing_keys resolves interpolations too: a bad ${...} fails here.
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError(missing[0], "???", "a value is required")
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as e:
         raise one_line(e) from e
@@ -150,6 +151,9 @@ def one_line(exc: BaseException, overrides: list[str] = ()) -> ConfigError:
     """
     if isinstance(exc, ConfigError):
         return exc
+    known = errors.translate(exc, overrides)
+    if known is not None:
+        return known
     msg = str(exc)
     m = re.search(r"Could not find '([\w/]+)/(\w+)'", msg)
     if m:

@@ -16,6 +16,7 @@ import shlex
 import sys
 from typing import Any, Mapping
 
+from nets.app import errors, logs
 from nets.app.schema import GROUPS
 from nets.runs.job import TRACKING_DEFAULTS, JobFailed, config_hash
 from nets.runs.reproduce import PROG, ReproduceError, open_store, prepare, reproduce
@@ -114,6 +115,7 @@ def command_line(cfg: Mapping[str, Any], recorded: list[str], experiment: str | 
 
 
 def main(argv: list[str] | None = None) -> int:
+    logs.quiet()
     p = argparse.ArgumentParser(
         prog=PROG, description="Rerun a recorded nets run from its stored config.yaml and "
         "check that every metric history is identical (exit 0; 1 if not; 2 on a usage or "
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         report = reproduce(args.run_id, uri, args.experiment)
     except (ReproduceError, RunNotFound) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(errors.line(PROG, "error", e), file=sys.stderr)
         return 2
     except JobFailed as e:
         print(f"{PROG}: the rerun failed: {e} (run {e.run_id}: traceback in its error.txt)",

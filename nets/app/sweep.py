@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from nets.runs import sweep as sweeps
-from nets.app import config as appconfig
+from nets.app import config as appconfig, logs, precheck
 from nets.registry import ConfigError, suggest
 
 SWEEPS_DIR = appconfig.CONF_DIR.parent / "sweeps"
@@ -211,6 +211,7 @@ def sweep_file(name: str) -> Path:
 
 def sweep_cli(argv: list[str] | None = None) -> None:
     """``nets-sweep NAME [OVERRIDE ...] [--dry-run] [--resume] [--jobs N]``."""
+    logs.quiet()
     p = argparse.ArgumentParser(
         prog="nets-sweep", description="Run a sweep file (sweeps/NAME.yaml) with the nets "
         "launcher. Overrides on the command line win over the file.")
@@ -236,6 +237,12 @@ def sweep_cli(argv: list[str] | None = None) -> None:
         appconfig.check_overrides(args.overrides)
         if args.jobs is not None and args.jobs == 0:
             raise ConfigError("--jobs", 0, "must be >= 1, or -1 for one per core")
+        # Before Hydra: its parser and composer report these in many lines, and the
+        # store would be found unreachable only after minutes of MLflow's retries.
+        precheck.check_sweep_file(path)
+        plain = precheck.first_point(path, args.overrides)
+        if not args.dry_run or args.resume:
+            precheck.check_store_of(plain)
     except ConfigError as e:
         print(f"nets-sweep: config error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -255,6 +262,7 @@ def sweep_cli(argv: list[str] | None = None) -> None:
 
 def cleanup_cli(argv: list[str] | None = None) -> None:
     """``nets-cleanup``: end RUNNING runs that nothing will ever end."""
+    logs.quiet()
     p = argparse.ArgumentParser(
         prog="nets-cleanup",
         description="End RUNNING runs left behind by a crash of a sweep launcher or a job. "
@@ -270,13 +278,19 @@ def cleanup_cli(argv: list[str] | None = None) -> None:
                    help="status to end them with (default KILLED)")
     p.add_argument("--dry-run", action="store_true", help="print what would change")
     args = p.parse_args(argv)
-    from nets.store import uri as store_uri, client as store_client
+    from nets.store import connect, uri as store_uri
 
     uri = store_uri.resolve_uri(args.uri, os.getcwd())
     db = store_uri.sqlite_path(uri)
     if db is not None and not db.exists():
         print(f"nets-cleanup: no MLflow store at {db}", file=sys.stderr)
         sys.exit(2)
+    try:
+        connect.check(uri, connect.source_of(args.uri, "--uri"))
+    except connect.StoreError as e:
+        print(f"nets-cleanup: {e}", file=sys.stderr)
+        sys.exit(2)
+    from nets.store import client as store_client  # mlflow: seconds, once the store answers
     try:
         older = sweeps.parse_age(args.older_than) if args.older_than else None
     except ValueError:

@@ -12,10 +12,11 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from nets.app import config as appconfig
+from nets.app import config as appconfig, logs
 from nets.app.schema import register
 from nets.runs.job import JobFailed, JobSpec, JobStatus, run_job, tracking_of
 from nets.registry import ConfigError
+from nets.text import one_line
 
 register()
 
@@ -39,9 +40,12 @@ def prepare(plain: dict, launch_dir: str) -> tuple[str | None, str | None]:
     tr = tracking_of(plain)
     if not tr["enabled"]:
         return None, None
-    from nets.store import uri as store_uri, client as store_client
+    from nets.store import connect, uri as store_uri
 
     uri = store_uri.resolve_uri(tr["uri"], launch_dir)
+    connect.check(uri, connect.source_of(tr["uri"]))  # seconds, not MLflow's minutes of retries
+    from nets.store import client as store_client
+
     return uri, store_client.prepare_store(uri, tr["experiment"])
 
 
@@ -79,7 +83,7 @@ def main(cfg: DictConfig) -> None:
 def _fail(line: str, code: int) -> None:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise
-    print(f"nets-train: {line}", file=sys.stderr)
+    print(f"nets-train: {one_line(line)}", file=sys.stderr)
     sys.exit(code)
 
 
@@ -90,6 +94,7 @@ SCHEMA_GROUP = "nets_schema"  # typed groups behind conf/ (nets.app.schema): hid
 
 def cli() -> None:
     """Console entry: one-line errors for bad overrides before Hydra composes anything."""
+    logs.quiet()
     if any(a in HYDRA_ONLY_FLAGS or a.startswith("--shell-completion=") for a in sys.argv[1:]):
         # Their arguments (install=bash, query=bash) are no config overrides.
         if not any(a.startswith("query=") for a in sys.argv[1:]):
@@ -120,6 +125,11 @@ def cli() -> None:
 
 def _compose_check(argv: list[str]) -> None:
     """Compose once with the overrides so type errors surface as one line."""
+    if "-m" in argv or "--multirun" in argv:
+        from nets.app import precheck
+
+        precheck.precheck_argv(argv)  # as nets-sweep: the file, the first point, the store
+        return
     if any(a in ("-m", "--multirun", "--help", "-h", "--hydra-help", "--info", "-i",
                  "--cfg", "-c", "--shell-completion", "-sc") or a.startswith("--config")
            for a in argv):
@@ -134,4 +144,6 @@ def _compose_check(argv: list[str]) -> None:
             cfg = compose("config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:
         raise appconfig.one_line(e, overrides) from None
-    appconfig.to_plain(cfg)
+    from nets.app import precheck
+
+    precheck.check_store_of(appconfig.to_plain(cfg))  # before Hydra makes its output dir

@@ -65,6 +65,15 @@ def _has_desktop() -> bool:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     uri = store_uri.resolve_uri(args.uri, os.getcwd())
+    db = store_uri.sqlite_path(uri)
+    if db is None or db.exists():
+        from nets.store import connect
+
+        try:
+            connect.check(uri, connect.source_of(args.uri, "--uri"))
+        except connect.StoreError as e:
+            print(f"nets-ui: {e}", file=sys.stderr)
+            sys.exit(2)
     if uri.startswith("http"):
         _fail(f"{uri} is a tracking server: open it in a browser")
     db = store_uri.sqlite_path(uri)

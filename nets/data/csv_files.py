@@ -19,6 +19,11 @@ from nets.data.base import (
 )
 from nets.data.downloads import _one_line
 from nets.registry import ConfigError, check, is_int
+from nets.text import cut, show
+
+# Characters of a bad cell quoted in an error: enough to find it, too few to print a
+# line of a file that was never meant to be read as data.
+CELL = 16
 
 
 @DATASETS.register("csv")
@@ -132,7 +137,7 @@ class CSV(Dataset):
         except ValueError as e:
             # loadtxt's row numbers skip blank lines; rescan to report the real line.
             _raise_first_bad_row(p, self.delimiter, skip)
-            raise ConfigError("", None, f"{p}: {_one_line(e)}") from None
+            raise ConfigError("", None, f"{p}: {cut(_one_line(e), 2 * CELL)}") from None
         ncol = data.shape[1]
         if ncol < 2:
             raise ConfigError("", None, f"{p}: one column per row; need a label column "
@@ -202,8 +207,14 @@ def _raise_first_bad_row(path: Path, delimiter: str, skip: int) -> None:
             if not _is_float(field):
                 hint = (f" (wrong delimiter? dataset.delimiter={delimiter!r})"
                         if any(c in field for c in ",;\t|" if c != delimiter) else "")
+                if len(row) == 1:
+                    # The whole line is one field: quoting it would print the file
+                    # (dataset.path=/etc/passwd); its length says enough.
+                    raise ConfigError("", None, f"{path} line {line}: one field of {len(field)} "
+                                      f"characters, not a number: not a {delimiter!r}-delimited "
+                                      f"file of numbers{hint}")
                 raise ConfigError("", None, f"{path} line {line}, column {j + 1}: "
-                                  f"{field!r} is not a number{hint}")
+                                  f"{show(field, CELL)} is not a number{hint}")
 
 
 def _line_of_row(path: Path, delimiter: str, skip: int, k: int) -> int:

@@ -36,8 +36,11 @@ TRACKING_DEFAULTS = {"enabled": True, "uri": None, "experiment": "nets", "run_na
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """Hash of everything that determines the numbers (``tracking`` and ``diagnostics``
-    excluded: they change what is recorded, never the trained weights or curves)."""
+    excluded: they change what is recorded, never the trained weights or curves; so is
+    ``train.max_memory_gb``, a limit of the machine, which keeps old runs' hashes)."""
     core = {k: v for k, v in cfg.items() if k not in ("tracking", "diagnostics")}
+    if isinstance(core.get("train"), Mapping) and "max_memory_gb" in core["train"]:
+        core["train"] = {k: v for k, v in core["train"].items() if k != "max_memory_gb"}
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -229,6 +232,10 @@ def tracking_of(cfg: Mapping[str, Any]) -> dict:
         raise ConfigError(f"tracking.{unknown[0]}", tr[unknown[0]],
                           "unknown key; valid: " + ", ".join(TRACKING_DEFAULTS))
     tr = {**TRACKING_DEFAULTS, **tr}
+    # YAML 1.1 reads a bare ``progress: off`` as false (and the str schema makes that
+    # "False"): it means "off".
+    if tr["progress"] is False or tr["progress"] in ("False", "false"):
+        tr["progress"] = "off"
     check(tr["progress"] in PROGRESS, "tracking.progress", tr["progress"],
           f"choose one of: {', '.join(PROGRESS)}")
     return tr

@@ -50,6 +50,7 @@ from nets.store import uri as store_uri, client as store_client
 from nets.runs.job import (TRACKING_DEFAULTS, JobSpec, blas_state, config_hash, git_state,
                        run_job)
 from nets.registry import ConfigError
+from nets.text import cut, show
 from nets.train import CONFIG_SECTIONS as ROOT_KEYS
 
 PROG = "nets-reproduce"
@@ -208,7 +209,7 @@ def check_config(cfg: Any) -> None:
                              f"{type(cfg).__name__}: refused")
     unknown = [k for k in cfg if k not in ROOT_KEYS]
     if unknown:
-        raise ReproduceError(f"config.yaml has unknown top-level key {unknown[0]!r} (valid: "
+        raise ReproduceError(f"config.yaml has unknown top-level key {show(unknown[0])} (valid: "
                              f"{', '.join(ROOT_KEYS)}): refused")
     missing = [k for k in ("model", "optimizer", "train") if k not in cfg]
     if missing:
@@ -219,7 +220,7 @@ def check_config(cfg: Any) -> None:
             raise ReproduceError("config.yaml: tracking must be a mapping: refused")
         bad = [k for k in tr if k not in TRACKING_DEFAULTS]
         if bad:
-            raise ReproduceError(f"config.yaml has unknown key tracking.{bad[0]}: refused")
+            raise ReproduceError(f"config.yaml has unknown key tracking.{cut(bad[0])}: refused")
     count = [0]
 
     def walk(node: Any, path: str) -> None:
@@ -229,10 +230,10 @@ def check_config(cfg: Any) -> None:
         if isinstance(node, dict):
             for k, v in node.items():
                 if not isinstance(k, str):
-                    raise ReproduceError(f"config.yaml: key {k!r} under {path or 'the root'} "
+                    raise ReproduceError(f"config.yaml: key {show(k)} under {path or 'the root'} "
                                          "is not a string: refused")
                 if k.startswith("_"):
-                    raise ReproduceError(f"config.yaml: key {_join(path, k)!r} starts with '_' "
+                    raise ReproduceError(f"config.yaml: key {show(_join(path, k))} starts with '_' "
                                          "(no _target_-style keys): refused")
                 walk(v, _join(path, k))
         elif isinstance(node, list):
@@ -240,7 +241,7 @@ def check_config(cfg: Any) -> None:
                 walk(v, f"{path}[{i}]")
         elif isinstance(node, str):
             if "${" in node:
-                raise ReproduceError(f"config.yaml: {path}={node!r} holds an interpolation; "
+                raise ReproduceError(f"config.yaml: {cut(path)}={show(node)} holds an interpolation; "
                                      "a recorded config is resolved: refused")
         elif node is not None and not isinstance(node, (bool, int, float)):
             raise ReproduceError(f"config.yaml: {path} is a {type(node).__name__}, not plain "
@@ -394,7 +395,7 @@ def prepare(run_id: str, uri: str, finished: bool = False) -> tuple[Any, Any, di
     recorded_hash = run.data.tags.get("nets.config_hash")
     if recorded_hash is not None and config_hash(cfg) != recorded_hash:
         raise ReproduceError(f"config.yaml of run {run_id} is not the config it ran with (hash "
-                             f"{config_hash(cfg)}, recorded nets.config_hash {recorded_hash}): "
+                             f"{config_hash(cfg)}, recorded nets.config_hash {show(recorded_hash)}): "
                              "refused")
     overrides = load_overrides(read_artifact(client, uri, run, "overrides.yaml"))
     return client, run, cfg, overrides

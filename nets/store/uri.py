@@ -38,13 +38,21 @@ def existing_store(configured: str | None, launch_dir: str | os.PathLike | None 
     """Resolve the store like ``nets-train`` for a command that only reads it.
 
     Raises ``FileNotFoundError`` (one line) for a SQLite file that does not exist:
-    opening it would silently create an empty store.
+    opening it would silently create an empty store; and for any store
+    ``nets.store.connect.check`` cannot reach within seconds (a server that does not
+    answer, a file that is not a database, an unknown scheme).
     """
+    from nets.store import connect
+
     uri = resolve_uri(configured, launch_dir or os.getcwd())
     db = sqlite_path(uri)
     if db is not None and not db.is_file():
         raise FileNotFoundError(f"no MLflow store at {db} (pass --uri, set MLFLOW_TRACKING_URI, "
                                 "or run from the directory that holds mlruns/)")
+    try:
+        connect.check(uri, connect.source_of(configured, "--uri"))
+    except connect.StoreError as e:
+        raise FileNotFoundError(str(e)) from None
     return uri
 
 
