@@ -7,15 +7,17 @@ run and its children, tag ``mlflow.parentRunId``) and
 - prints a table ranked by best validation accuracy (best validation loss for
   regression; ``--metric`` picks another): the params that vary across the sweep and
   only those (a ``--filter`` keeps the columns), the ranking metric, the epoch of the
-  best value, the final value, the status and the diagnosis verdict (tag ``nets.diagnosis``). FAILED and
-  KILLED runs are listed at the bottom with their error, never hidden;
+  best value, the final value, the status and the diagnosis verdict (tag
+  ``nets.diagnosis``). FAILED and KILLED runs are listed at the bottom with their
+  error, never hidden;
 - writes ``report.png`` (one panel pair per config, ranked: loss above, accuracy or
   MAE below, train blue, validation orange, chance accuracy or the baseline MAE
   dashed grey; the learning rate in green under them when a run's schedule adapts it;
   configs that differ only by ``seed`` drawn as mean ± std bands; the first ``--top``
   configs), ``report.html`` (one self-contained file, no server:
   click-to-sort tables of every config and every run, each run's curves as inline
-  SVG; no cap on run count) and ``report.csv`` (one row per run), and logs the three
+  SVG thumbnails with the learning rate where the schedule adapts it, a click
+  enlarges one; no cap on run count) and ``report.csv`` (one row per run), and logs the three
   files as artifacts of the parent run (``--no-log``: don't).
 
 Which sweep: a parent run id, or a name matched against the parent's run name (also
