@@ -32,7 +32,8 @@ PG_USER = "nets"                     # the database role the server is created w
 def clean_env(**extra: str) -> dict:
     """This process's environment without inherited MLflow/dask state."""
     e = {k: v for k, v in os.environ.items() if k not in DROP_ENV and not k.startswith("DASK_")}
-    e.update({"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}, **extra)
+    e.update({"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+              "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}, **extra)
     return e
 
 

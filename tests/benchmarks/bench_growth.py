@@ -64,15 +64,18 @@ def script(name: str) -> list[str]:
             f"from {module} import {func}; sys.exit({func}())"]
 
 
-def timed(argv: list[str], cwd: Path) -> tuple[float, float, int, str]:
-    """(seconds, peak RSS in MB, exit code, output) of one command in a fresh process."""
+def timed(argv: list[str], cwd: Path) -> tuple[float, float, float, int, str]:
+    """(wall seconds, CPU seconds, peak RSS in MB, exit code, output) of one command in a
+    fresh process. CPU seconds (user + system of the command, not of the server) are
+    what a busy shared machine distorts least."""
     t = time.perf_counter()
     p = subprocess.Popen(argv, cwd=cwd, env=clean_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - t, usage.ru_maxrss / 1024, p.returncode, out
+    return (time.perf_counter() - t, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+            p.returncode, out)
 
 
 # -- filling a store ----------------------------------------------------------------------
@@ -126,10 +129,13 @@ def fill(uri: str, exp: str, parent: str, start: int, stop: int, threads: int) -
         client.set_terminated(run.info.run_id, "FINISHED")
 
     t = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
+    pool = ThreadPoolExecutor(threads)
+    try:
         for k, _ in enumerate(pool.map(one, range(start, stop)), 1):
             if k % 1000 == 0:
                 print(f"    {start + k} runs ({time.perf_counter() - t:.0f} s)", flush=True)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)   # Ctrl-C: stop writing at once
     return time.perf_counter() - t
 
 
@@ -152,15 +158,19 @@ def real_run(uri: str, exp: str) -> str:
 # -- the measurements ---------------------------------------------------------------------
 
 def ui_first_page(server: str, exp: str) -> float:
+    """Seconds of the runs table's first request (the faster of two: the first request
+    after a server start also pays for the server's lazy set-up)."""
     import requests
 
     body = {"experiment_ids": [exp], "filter": "", "run_view_type": "ACTIVE_ONLY",
             "max_results": UI_PAGE, "order_by": ["attributes.start_time DESC"]}
-    t = time.perf_counter()
-    r = requests.post(f"{server}/ajax-api/2.0/mlflow/runs/search", json=body, timeout=300)
-    dt = time.perf_counter() - t
-    assert r.status_code == 200 and len(r.json()["runs"]) == UI_PAGE, r.text[:300]
-    return dt
+    times = []
+    for _ in range(2):
+        t = time.perf_counter()
+        r = requests.post(f"{server}/ajax-api/2.0/mlflow/runs/search", json=body, timeout=300)
+        times.append(time.perf_counter() - t)
+        assert r.status_code == 200 and len(r.json()["runs"]) == UI_PAGE, r.text[:300]
+    return min(times)
 
 
 def resume_check(uri: str, exp: str) -> float:
@@ -178,26 +188,26 @@ def resume_check(uri: str, exp: str) -> float:
 def measure(uri: str, server: str | None, exp: str, parent: str, real: str, n: int,
             work: Path) -> dict:
     out = {}
-    dt, rss, rc, text = timed([*script("nets-report"), parent, "--uri", uri, "--out",
-                               str(work / f"report-{n}")], work)
+    dt, cpu, rss, rc, text = timed([*script("nets-report"), parent, "--uri", uri, "--out",
+                                    str(work / f"report-{n}")], work)
     assert rc == 0, text[-2000:]
     assert f"{n} runs" in text, text[:2000]
-    out["report"], out["report MB"] = dt, rss
+    out["report"], out["report CPU"], out["report MB"] = dt, cpu, rss
     if n >= SWEEP_POINTS:
         out["resume check"] = resume_check(uri, exp)
-    dt, _, rc, text = timed([*script("nets-cleanup"), "--uri", uri, "--dry-run"], work)
+    dt, cpu, _, rc, text = timed([*script("nets-cleanup"), "--uri", uri, "--dry-run"], work)
     assert rc == 0 and "would change 0 runs" in text, text[-2000:]
-    out["cleanup --dry-run"] = dt
-    dt, _, rc, text = timed([*script("nets-reproduce"), real, "--uri", uri], work)
+    out["cleanup --dry-run"], out["cleanup CPU"] = dt, cpu
+    dt, cpu, _, rc, text = timed([*script("nets-reproduce"), real, "--uri", uri], work)
     assert rc == 0 and "identical" in text, text[-2000:]
-    out["reproduce"] = dt
+    out["reproduce"], out["reproduce CPU"] = dt, cpu
     if server:
         out["UI first page"] = ui_first_page(server, exp)
     return out
 
 
 def run_store(kind: str, sizes: list[int], work: Path, threads: int) -> dict:
-    from nets.store import client as store_client
+    from nets.store import client as store_client, read
 
     services = Services(work / "services")
     results = {}
@@ -218,15 +228,26 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int) -> dict:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(write_uri)
-        parent = client.create_run(exp, run_name="sweep growth", tags={
-            "nets.sweep_role": "parent", "nets.sweep_name": "growth"}).info.run_id
-        client.set_terminated(parent, "FINISHED")
-        real = real_run(uri, exp)
-        have = 0
+        ids = work / "ids.json"          # a kept SQLite store (--workdir) is filled further
+        if ids.is_file():
+            parent, real = json.loads(ids.read_text())
+            for r in read.children(client, [exp], parent):
+                if r.info.status != "FINISHED":      # cut short by Ctrl-C: written again
+                    client.delete_run(r.info.run_id)
+            have = len(read.children(client, [exp], parent))
+        else:
+            parent = client.create_run(exp, run_name="sweep growth", tags={
+                "nets.sweep_role": "parent", "nets.sweep_name": "growth"}).info.run_id
+            client.set_terminated(parent, "FINISHED")
+            real, have = real_run(uri, exp), 0
+            ids.write_text(json.dumps([parent, real]))
         for n in sizes:
+            if n < have:          # a kept store is already bigger
+                print(f"  {kind}: {n} runs: skipped (the kept store has {have})")
+                continue
             print(f"  {kind}: filling to {n} runs ...", flush=True)
-            took = fill(write_uri, exp, parent, have, n, write_threads)
-            have = n
+            took = fill(write_uri, exp, parent, have, n, write_threads) if n > have else 0.0
+            have = max(have, n)
             print(f"  {kind}: {n} runs written in {took:.0f} s; measuring", flush=True)
             if kind == "sqlite":
                 services.wait_healthy(server)
@@ -241,8 +262,9 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int) -> dict:
 def table(results: dict, sizes: list[int]) -> str:
     lines = []
     for kind, res in results.items():
-        keys = [k for k in ("report", "resume check", "cleanup --dry-run", "reproduce",
-                            "UI first page") if any(k in r for r in res.values())]
+        keys = [k for k in ("report", "report CPU", "resume check", "cleanup --dry-run",
+                            "cleanup CPU", "reproduce", "reproduce CPU", "UI first page")
+                if any(k in r for r in res.values())]
         head = f"{kind:<9} {'command':<18}" + "".join(f"{n:>10,}" for n in sizes) \
             + "   growth per 10x   goal"
         lines += [head, "-" * len(head)]
@@ -268,6 +290,7 @@ def main() -> None:
     p.add_argument("--workdir", help="keep the stores here (default: a temporary directory)")
     p.add_argument("--threads", type=int, default=8, help="writers filling the server")
     a = p.parse_args()
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"   # a line per run written
     sizes = sorted(int(s) for s in a.sizes.split(","))
     work = Path(a.workdir or tempfile.mkdtemp(prefix="nets-bench-growth-"))
     results = {}
@@ -276,11 +299,14 @@ def main() -> None:
             print("postgres: skipped (no PostgreSQL binaries: apt-get install postgresql)")
             continue
         d = work / kind
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True)
+        if kind != "sqlite" or not a.workdir:
+            shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True, exist_ok=True)
         results[kind] = run_store(kind, sizes, d, a.threads)
-    print("\nseconds per command (whole commands in a fresh interpreter, except the resume "
-          f"check and the UI request); {EPOCHS} epochs per run; load average "
+        (work / f"results-{kind}.json").write_text(json.dumps(results[kind]))
+    print("\nwall seconds per command (whole commands in a fresh interpreter, except the "
+          "resume check and the UI request); '... CPU': CPU seconds of the command's own "
+          f"process (not the server's); {EPOCHS} epochs per run; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
     print(table(results, sizes))
     if not a.workdir:
