@@ -141,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             + (f"; picture: {report.panels[0]} of {report.panels[1]} configs with curves"
                if "png" in files else "")
             + f") in {time.perf_counter() - t0:.1f}s")
+    tm = report.timings
+    files_s = sum(tm.get(k, 0) for k in ("csv", "html", "png"))
+    line += (f" (runs {tm.get('runs', 0):.1f}s, curves {tm.get('curves', 0):.1f}s via "
+             f"{report.fetch_method}, files {files_s:.1f}s)")
     _say(line)
     if args.no_log:
         return 0

@@ -193,6 +193,8 @@ def measure(uri: str, server: str | None, exp: str, parent: str, real: str, n: i
     assert rc == 0, text[-2000:]
     assert f"{n} runs" in text, text[:2000]
     out["report"], out["report CPU"], out["report MB"] = dt, cpu, rss
+    print("    nets-report: " + next((ln.strip() for ln in text.splitlines()
+                                     if ln.startswith("wrote ")), ""), flush=True)
     if n >= SWEEP_POINTS:
         out["resume check"] = resume_check(uri, exp)
     dt, cpu, _, rc, text = timed([*script("nets-cleanup"), "--uri", uri, "--dry-run"], work)
