@@ -110,6 +110,27 @@ def test_read_search_runs_pages_and_limits(tmp_path, no_env_uri, monkeypatch):
         read.experiment_ids(uri, "nope")
 
 
+def test_read_finished_by_tag_sql_and_search_agree(tmp_path, no_env_uri, monkeypatch):
+    from nets.store import read
+
+    uri = "sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db")
+    exp = prepare_store(uri)
+    client = store_client.MlflowClient(uri)
+    want = {}
+    for i, status in enumerate(["FINISHED", "FAILED", "FINISHED", "KILLED", "FINISHED"]):
+        run = client.create_run(exp, tags={"nets.config_hash": f"h{i % 3}"}).info.run_id
+        client.set_terminated(run, status)
+        if status == "FINISHED":
+            want[f"h{i % 3}"] = run
+    client.create_run(exp, tags={"other": "x"})      # RUNNING, no hash: not listed
+    deleted = client.create_run(exp, tags={"nets.config_hash": "h9"}).info.run_id
+    client.set_terminated(deleted, "FINISHED")
+    client.delete_run(deleted)
+    assert read.finished_by_tag(uri, exp, "nets.config_hash") == want
+    monkeypatch.setattr(read, "sqlite_path", lambda uri: None)   # the search path
+    assert read.finished_by_tag(uri, exp, "nets.config_hash") == want
+
+
 def test_artifact_root_next_to_db(tmp_path):
     assert store_uri.artifact_root(sqlite_uri(tmp_path / "s" / "mlflow.db")) == \
         str(tmp_path / "s" / "artifacts")

@@ -119,6 +119,34 @@ def runs_by_id(uri_or_client, experiment_ids: Sequence[str], run_ids: Iterable[s
     return out
 
 
+def finished_by_tag(uri: str, experiment_id: str, tag: str, client=None) -> dict[str, str]:
+    """``tag value -> run id`` of every FINISHED, active run of the experiment that has
+    ``tag`` (the latest run wins a shared value): the skip check of ``--resume``.
+
+    On a local SQLite file one read-only SQL query over the run and tag tables (a
+    search returns every param, metric and tag of every run: 7 s for 1,000 runs on a
+    busy machine, against well under a second); elsewhere one paged search.
+    """
+    db = sqlite_path(uri)
+    if db is not None:
+        try:
+            con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=20)
+            try:
+                rows = con.execute(
+                    "SELECT t.value, r.run_uuid FROM runs r JOIN tags t "
+                    "ON t.run_uuid = r.run_uuid WHERE r.experiment_id = ? AND "
+                    "r.status = 'FINISHED' AND r.lifecycle_stage = 'active' AND t.key = ? "
+                    "ORDER BY r.start_time ASC", (int(experiment_id), tag)).fetchall()
+            finally:
+                con.close()
+            return dict(rows)
+        except (sqlite3.Error, ValueError):
+            pass
+    runs = search_runs(client or uri, [experiment_id], "attributes.status = 'FINISHED'",
+                       order_by=["attributes.start_time ASC"])
+    return {r.data.tags[tag]: r.info.run_id for r in runs if tag in r.data.tags}
+
+
 def experiment_ids(uri_or_client, name: str | None = None) -> list[str]:
     """The id of experiment ``name`` (``StoreError`` if there is none), or of all of them."""
     client = _client(uri_or_client)

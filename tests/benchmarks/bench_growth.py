@@ -11,8 +11,10 @@ needs the distribution's ``postgresql`` and ``psycopg``). At each size it times:
   logged to the parent), and its peak memory (max RSS of that process);
 - the ``nets-sweep --resume`` skip check of a 1,000-point sweep with everything done:
   the store-level function that check runs, ``nets.runs.sweep.finished_runs`` (every
-  FINISHED run's config hash), then the 1,000 look-ups; the launcher itself is not
-  driven (it would also compose 1,000 Hydra configs, which does not depend on the store);
+  FINISHED run's config hash), then the 1,000 look-ups ("resume check"), and the same
+  with ``nets.store.read.finished_by_tag`` ("resume (store)": one SQL query on a SQLite
+  file) for the launcher to switch to; the launcher itself is not driven (it would also
+  compose 1,000 Hydra configs, which does not depend on the store);
 - ``nets-cleanup --dry-run`` (the whole command);
 - ``nets-reproduce`` of one real (tiny) run recorded in the same store (the whole
   command: it reruns the job, so a constant training cost is included);
@@ -49,7 +51,7 @@ EPOCHS = 50
 SWEEP_POINTS = 1000
 UI_PAGE = 100
 GOALS = {("report", "postgres", 1000): 10.0, ("report", "postgres", 10000): 30.0,
-         ("resume check", None, 1000): 5.0}
+         ("resume check", None, 1000): 5.0, ("resume (store)", None, 1000): 5.0}
 MEMORY_GOAL_MB = 1024
 
 
@@ -173,12 +175,11 @@ def ui_first_page(server: str, exp: str) -> float:
     return min(times)
 
 
-def resume_check(uri: str, exp: str) -> float:
-    from nets.runs import sweep as sweeps
-
+def resume_check(uri: str, exp: str, finished) -> float:
+    """Seconds to find which of the 1,000 points of a finished sweep are done."""
     hashes = [f"{i:016x}" for i in range(SWEEP_POINTS)]
     t = time.perf_counter()
-    done = sweeps.finished_runs(uri, exp)
+    done = finished(uri, exp)
     skipped = sum(h in done for h in hashes)
     dt = time.perf_counter() - t
     assert skipped == SWEEP_POINTS, skipped
@@ -196,7 +197,12 @@ def measure(uri: str, server: str | None, exp: str, parent: str, real: str, n: i
     print("    nets-report: " + next((ln.strip() for ln in text.splitlines()
                                      if ln.startswith("wrote ")), ""), flush=True)
     if n >= SWEEP_POINTS:
-        out["resume check"] = resume_check(uri, exp)
+        from nets.runs import sweep as sweeps
+        from nets.store import read
+
+        out["resume check"] = resume_check(uri, exp, sweeps.finished_runs)
+        out["resume (store)"] = resume_check(
+            uri, exp, lambda u, e: read.finished_by_tag(u, e, "nets.config_hash"))
     dt, cpu, _, rc, text = timed([*script("nets-cleanup"), "--uri", uri, "--dry-run"], work)
     assert rc == 0 and "would change 0 runs" in text, text[-2000:]
     out["cleanup --dry-run"], out["cleanup CPU"] = dt, cpu
@@ -264,7 +270,8 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int) -> dict:
 def table(results: dict, sizes: list[int]) -> str:
     lines = []
     for kind, res in results.items():
-        keys = [k for k in ("report", "report CPU", "resume check", "cleanup --dry-run",
+        keys = [k for k in ("report", "report CPU", "resume check", "resume (store)",
+                            "cleanup --dry-run",
                             "cleanup CPU", "reproduce", "reproduce CPU", "UI first page")
                 if any(k in r for r in res.values())]
         head = f"{kind:<9} {'command':<18}" + "".join(f"{n:>10,}" for n in sizes) \
