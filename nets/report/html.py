@@ -101,6 +101,7 @@ def _svg_panel(series: list, x0: float, width: float, title: str, fixed: tuple |
     if log is None:
         log = not fixed and allv.min() > 0 and allv.max() / allv.min() > 100
     lo, hi = _range(clean, fixed, log)
+    shown = (lo, hi) if fixed else (float(allv.min()), float(allv.max()))
     if log and decade:
         pad = max(1.0, math.sqrt(10 * lo / hi)) * 1.3
         lo, hi = lo / pad, hi * pad
@@ -125,8 +126,8 @@ def _svg_panel(series: list, x0: float, width: float, title: str, fixed: tuple |
         if value is not None and lo <= value <= hi:
             y = frame.points(np.array([0.0]), np.array([value])).split(",")[1]
             parts.append(f'<line x1="{x0}" x2="{x0 + width}" y1="{y}" y2="{y}" class="{dash}"/>')
-    parts.append(f'<text x="{x0 + width - 1}" y="{LABEL_H - 1}" class="r">{fmt(lo, 2)} … '
-                 f'{fmt(hi, 2)}</text>')
+    parts.append(f'<text x="{x0 + width - 1}" y="{LABEL_H - 1}" class="r">{fmt(shown[0], 2)} … '
+                 f'{fmt(shown[1], 2)}</text>')
     scale = " (log scale)" if log else ""
     parts.append(f"<title>{html.escape(title)}{scale}: {fmt(lo)} … {fmt(hi)}, "
                  f"epochs 0 … {fmt(xmax)}</title>")
@@ -192,6 +193,7 @@ svg line.d{stroke:#777;stroke-dasharray:3 2}svg line.o{stroke:#777;stroke-dashar
 #zoom{position:fixed;inset:0;background:rgba(255,255,255,.93);display:none;z-index:9;
  align-items:center;justify-content:center;flex-direction:column;cursor:zoom-out}
 #zoom.on{display:flex}#zoom p{margin:0 0 .6em;max-width:90vw}
+#zoom svg{max-width:96vw;max-height:80vh;height:auto}
 """
 
 _JS = """
