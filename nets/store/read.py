@@ -15,7 +15,9 @@ How a metric history is fetched in bulk (``fetch_curves``), fastest first:
 - ``per-run``: ``MlflowClient.get_metric_history`` per run and key, 8 at a time
   (any other store: a database URI used directly, ``file:``).
 
-Measured growth with each path: ``tests/benchmarks/bench_growth.py``.
+``finished_by_tag`` (the ``--resume`` skip check) likewise reads a SQLite file with one
+read-only query and searches elsewhere. Measured growth with each path:
+``tests/benchmarks/bench_growth.py``.
 """
 
 from __future__ import annotations
