@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from nets.report.figures import DEFAULT_TOP, grid_figure
-from nets.report.html import render_html
+from nets.report.html import write_html
 from nets.report.model import Report, Sweep
 from nets.report.text import write_csv
 
@@ -26,7 +26,7 @@ def write_report(report: Report, out: Path, top: int = DEFAULT_TOP) -> dict[str,
     files["csv"] = out / "report.csv"
     report.timings["csv"] = time.perf_counter() - t
     t = time.perf_counter()
-    (out / "report.html").write_text(render_html(report), encoding="utf-8")
+    write_html(report, out / "report.html")
     files["html"] = out / "report.html"
     report.timings["html"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -261,68 +261,83 @@ def _numv(v: float | None) -> str:
 
 
 def render_html(report: Report) -> str:
+    """The whole page as one string (``write_html`` streams it to a file instead)."""
+    return "\n".join(html_lines(report))
+
+
+def write_html(report: Report, path) -> None:
+    """Write the page piece by piece: at 10,000 runs it is ~60 MB, and holding it (and
+    its encoded copy) in memory would add that twice to the report's peak."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for i, line in enumerate(html_lines(report)):
+            if i:
+                fh.write("\n")
+            fh.write(line)
+
+
+def html_lines(report: Report):
+    """The page, one piece at a time (no piece holds more than one table row)."""
     s = report.sweep
     e = html.escape
-    out = ["<!doctype html><html><head><meta charset='utf-8'>",
-           f"<title>nets-report: {e(s.name)}</title><style>{_CSS}</style></head><body>",
-           f"<h1>{e(s.name)}</h1>"]
-    out += [f'<p class="meta">{e(line)}</p>' for line in header_lines(report)]
+    yield from ["<!doctype html><html><head><meta charset='utf-8'>",
+                f"<title>nets-report: {e(s.name)}</title><style>{_CSS}</style></head><body>",
+                f"<h1>{e(s.name)}</h1>"]
+    yield from [f'<p class="meta">{e(line)}</p>' for line in header_lines(report)]
     with_lr = any("lr" in r.curves for r in report.runs)
-    out.append(f'<p class="meta">generated {time.strftime("%Y-%m-%d %H:%M:%S")} by nets-report; '
-               "click a column to sort. "
-               f'<span class="key"><span style="background:{SVG_COLORS[TRAIN_COLOR]}"></span>train'
-               f'<span style="border-top:2px dashed {SVG_COLORS[VAL_COLOR]};height:0"></span>'
-               "validation"
-               + (f'<span style="background:{SVG_COLORS[LR_COLOR]}"></span>learning rate '
-                  "(log scale)" if with_lr else "")
-               + '<span style="border-top:2px dashed #777;height:0"></span>chance '
-               '(baseline MAE)<span style="border-top:2px dotted #777;height:0"></span>majority '
-               "class</span>; loss, then accuracy (0…1) or MAE"
-               + (", then the learning rate where the schedule adapts it" if with_lr else "")
-               + "; each panel says its range; click a plot to enlarge it.</p>")
+    yield (f'<p class="meta">generated {time.strftime("%Y-%m-%d %H:%M:%S")} by nets-report; '
+           "click a column to sort. "
+           f'<span class="key"><span style="background:{SVG_COLORS[TRAIN_COLOR]}"></span>train'
+           f'<span style="border-top:2px dashed {SVG_COLORS[VAL_COLOR]};height:0"></span>'
+           "validation"
+           + (f'<span style="background:{SVG_COLORS[LR_COLOR]}"></span>learning rate '
+              "(log scale)" if with_lr else "")
+           + '<span style="border-top:2px dashed #777;height:0"></span>chance '
+           '(baseline MAE)<span style="border-top:2px dotted #777;height:0"></span>majority '
+           "class</span>; loss, then accuracy (0…1) or MAE"
+           + (", then the learning rate where the schedule adapts it" if with_lr else "")
+           + "; each panel says its range; click a plot to enlarge it.</p>")
     keys = report.config_keys
     if report.grouped:
-        out.append("<h2>Configs</h2><p class='meta'>runs that differ only by seed, "
-                   "mean ± sample std (ddof=1) over the runs with a value; the band is "
-                   "mean ± sample std per epoch.</p>")
+        yield ("<h2>Configs</h2><p class='meta'>runs that differ only by seed, "
+               "mean ± sample std (ddof=1) over the runs with a value; the band is "
+               "mean ± sample std per epoch.</p>")
         nums = [_is_num(g.runs[0].params.get(k, "") for g in report.groups) for k in keys]
-        out.append("<table class='sortable' id='configs'><thead><tr>" + _th("#", True)
-                   + "".join(_th(k, n) for k, n in zip(keys, nums))
-                   + _th("n", True) + _th(report.metric, True) + _th("± std", True)
-                   + _th("epoch", True) + _th(report.final_key, True) + _th("status", False)
-                   + _th("diagnosis", False) + _th("curves", None) + "</tr></thead><tbody>")
+        yield ("<table class='sortable' id='configs'><thead><tr>" + _th("#", True)
+               + "".join(_th(k, n) for k, n in zip(keys, nums))
+               + _th("n", True) + _th(report.metric, True) + _th("± std", True)
+               + _th("epoch", True) + _th(report.final_key, True) + _th("status", False)
+               + _th("diagnosis", False) + _th("curves", None) + "</tr></thead><tbody>")
         for g in report.groups:
             first = g.runs[0]
-            out.append("<tr>" + _td(str(g.rank), True, str(g.rank))
-                       + "".join(_td(first.params.get(k, ""), n) for k, n in zip(keys, nums))
-                       + _td(str(g.n), True) + _td(fmt(g.mean), True, _numv(g.mean))
-                       + _td(fmt(g.std, 2), True, _numv(g.std))
-                       + _td("" if not math.isfinite(g.epoch_mean) else f"{g.epoch_mean:.3g}",
-                             True, _numv(g.epoch_mean))
-                       + _td(fmt_pm(g.final_mean, g.final_std, g.n), True, _numv(g.final_mean))
-                       + _td(status_summary(g.runs)) + _td(diagnosis_summary(g.runs))
-                       + f"<td>{curves_svg(g.runs, bands=True)}</td></tr>")
-        out.append("</tbody></table>")
-    out.append(f"<h2>Runs ({len(report.runs)})</h2>"
-               "<input id='q' placeholder='show only rows containing…'>")
+            yield ("<tr>" + _td(str(g.rank), True, str(g.rank))
+                   + "".join(_td(first.params.get(k, ""), n) for k, n in zip(keys, nums))
+                   + _td(str(g.n), True) + _td(fmt(g.mean), True, _numv(g.mean))
+                   + _td(fmt(g.std, 2), True, _numv(g.std))
+                   + _td("" if not math.isfinite(g.epoch_mean) else f"{g.epoch_mean:.3g}",
+                         True, _numv(g.epoch_mean))
+                   + _td(fmt_pm(g.final_mean, g.final_std, g.n), True, _numv(g.final_mean))
+                   + _td(status_summary(g.runs)) + _td(diagnosis_summary(g.runs))
+                   + f"<td>{curves_svg(g.runs, bands=True)}</td></tr>")
+        yield ("</tbody></table>")
+    yield (f"<h2>Runs ({len(report.runs)})</h2>"
+           "<input id='q' placeholder='show only rows containing…'>")
     vk = report.varying
     nums = [_is_num(r.params.get(k, "") for r in report.runs) for k in vk]
-    out.append("<table class='sortable' id='runs'><thead><tr>" + _th("#", True)
-               + "".join(_th(k, n) for k, n in zip(vk, nums))
-               + _th(report.metric, True) + _th("epoch", True) + _th(report.final_key, True)
-               + _th("status", False) + _th("diagnosis", False) + _th("config", True)
-               + _th("run", False) + _th("curves", None) + "</tr></thead><tbody>")
+    yield ("<table class='sortable' id='runs'><thead><tr>" + _th("#", True)
+           + "".join(_th(k, n) for k, n in zip(vk, nums))
+           + _th(report.metric, True) + _th("epoch", True) + _th(report.final_key, True)
+           + _th("status", False) + _th("diagnosis", False) + _th("config", True)
+           + _th("run", False) + _th("curves", None) + "</tr></thead><tbody>")
     for r in report.runs:
         note = (r.error if r.failed else r.diagnosis)
-        out.append(("<tr class='bad'>" if r.failed else "<tr>")
-                   + _td(str(r.rank), True, str(r.rank))
-                   + "".join(_td(r.params.get(k, ""), n) for k, n in zip(vk, nums))
-                   + _td(fmt(r.value), True, _numv(r.value))
-                   + _td("" if r.epoch is None else str(r.epoch), True)
-                   + _td(fmt(r.final), True, _numv(r.final)) + _td(r.status)
-                   + _td(note, cls="err" if r.failed else "")
-                   + _td(str(r.group.rank) if r.group else "", True)
-                   + f'<td><code title="{e(r.name)}">{e(r.run_id)}</code></td>'
-                   + f"<td>{curves_svg([r])}</td></tr>")
-    out.append(f"</tbody></table><div id='zoom'></div><script>{_JS}</script></body></html>")
-    return "\n".join(out)
+        yield (("<tr class='bad'>" if r.failed else "<tr>")
+               + _td(str(r.rank), True, str(r.rank))
+               + "".join(_td(r.params.get(k, ""), n) for k, n in zip(vk, nums))
+               + _td(fmt(r.value), True, _numv(r.value))
+               + _td("" if r.epoch is None else str(r.epoch), True)
+               + _td(fmt(r.final), True, _numv(r.final)) + _td(r.status)
+               + _td(note, cls="err" if r.failed else "")
+               + _td(str(r.group.rank) if r.group else "", True)
+               + f'<td><code title="{e(r.name)}">{e(r.run_id)}</code></td>'
+               + f"<td>{curves_svg([r])}</td></tr>")
+    yield (f"</tbody></table><div id='zoom'></div><script>{_JS}</script></body></html>")

@@ -154,7 +154,8 @@ def collect(client, uri: str, parent, all_attempts: bool = False) -> Sweep:
     rows: dict[str, RunRow] = {}
     for p in chain:
         ids = list(dict.fromkeys(exp_ids + [p.info.experiment_id]))
-        for r in read.children(client, ids, p.info.run_id):
+        # page by page: MLflow's entities of one page at a time, not of the whole sweep
+        for r in read.children(client, ids, p.info.run_id, page=read.STREAM_PAGE):
             rows.setdefault(r.info.run_id, _row(r))
     extra = [i for p in chain for i in _jobs_yaml_skipped(client, uri, p) if i not in rows]
     for r in read.runs_by_id(client, exp_ids, extra):

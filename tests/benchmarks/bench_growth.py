@@ -242,7 +242,7 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int) -> dict:
             for r in read.children(client, [exp], parent):
                 if r.info.status != "FINISHED":      # cut short by Ctrl-C: written again
                     client.delete_run(r.info.run_id)
-            have = len(read.children(client, [exp], parent))
+            have = len(list(read.children(client, [exp], parent)))
         else:
             parent = client.create_run(exp, run_name="sweep growth", tags={
                 "nets.sweep_role": "parent", "nets.sweep_name": "growth"}).info.run_id
