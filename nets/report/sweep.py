@@ -20,6 +20,7 @@ Every read goes through ``nets.store.read``; a store that cannot answer is a
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Sequence
 
@@ -121,10 +122,20 @@ def latest_sweep(client, uri: str, exp_ids: list[str]):
     return max(candidates, key=lambda r: r.info.start_time or 0)
 
 
+def _shared(d: dict, values: bool = True) -> dict:
+    """``d`` with its keys (and short values) interned: a sweep's runs repeat the same
+    ~100 keys and few distinct values, and per-run copies of them were ~20 kB a run."""
+    intern = sys.intern
+    if not values:
+        return {intern(k): v for k, v in d.items()}
+    return {intern(k): intern(v) if isinstance(v, str) and len(v) < 256 else v
+            for k, v in d.items()}
+
+
 def _row(run) -> RunRow:
     return RunRow(run.info.run_id, run.info.run_name or "", run.info.status,
-                  run.info.start_time or 0, run.info.experiment_id, dict(run.data.params),
-                  dict(run.data.tags), dict(run.data.metrics))
+                  run.info.start_time or 0, run.info.experiment_id, _shared(run.data.params),
+                  _shared(run.data.tags), _shared(run.data.metrics, values=False))
 
 
 def _jobs_yaml_skipped(client, uri: str, run) -> list[str]:
