@@ -41,7 +41,7 @@ from nets.store.uri import safe_uri, sqlite_path
 MlflowException = store_client.MlflowException
 
 SEARCH_PAGE = 50_000          # MLflow's own maximum for one search_runs page
-STREAM_PAGE = 250             # runs per page when each run is reduced as it arrives: 
+STREAM_PAGE = 250             # runs per page when each run is reduced as it arrives:
                               # the peak of MLflow's entities for one page, 95 -> 40 MB
 SQL_CHUNK = 500               # run ids per SQL query (+ keys: under SQLite's 999 limit)
 REST_CHUNK = 100              # run ids per get-history-bulk request (the server's maximum)
