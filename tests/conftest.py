@@ -1,7 +1,8 @@
 """Shared test set-up: no test sees the user's MLflow environment, and every subprocess
 gets the same clean environment.
 
-Helpers are imported by test files as ``from conftest import clean_env, BIN``.
+Helpers are imported by test files as ``from conftest import clean_env, BIN``; helpers
+that start real services live in ``_services.py`` (the benchmarks use them too).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from _services import Services
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent          # the console scripts of this environment
@@ -35,3 +38,14 @@ def _no_ambient_store(monkeypatch):
 
 def sqlite_uri(db: Path) -> str:
     return "sqlite:///" + str(Path(db).resolve())
+
+
+@pytest.fixture
+def services(tmp_path):
+    """Start real processes on 127.0.0.1 (PostgreSQL, ``mlflow server``, dask); every one
+    is stopped by its process group when the test ends, pass or fail."""
+    s = Services(tmp_path / "services")
+    try:
+        yield s
+    finally:
+        s.stop()

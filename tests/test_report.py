@@ -13,6 +13,7 @@ import contextlib
 import csv
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,7 +25,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from nets import report as rp
+from nets.app import report as app_report
+from nets.report import figures, html as report_html, model, sweep as rsweep
+from nets.store import read
 from nets.app import config as appconfig
 from nets.app.schema import register
 from nets.runs.job import JobSpec, run_job
@@ -83,7 +86,7 @@ def children(uri: str, parent: str) -> list:
 
 
 def run_main(args, capsys) -> tuple[int, str, str]:
-    rc = rp.main([str(a) for a in args])
+    rc = app_report.main([str(a) for a in args])
     out = capsys.readouterr()
     return rc, out.out, out.err
 
@@ -108,16 +111,16 @@ def one_error_line(err: str) -> str:
 # -- the math -------------------------------------------------------------------------------
 
 def test_mean_std_is_the_sample_std():
-    m, s, n = rp.mean_std([1.0, 2.0, 3.0, 4.0, None, math.nan])
+    m, s, n = model.mean_std([1.0, 2.0, 3.0, 4.0, None, math.nan])
     assert (m, n) == (2.5, 4)
     assert s == pytest.approx(math.sqrt(((1.5 ** 2) * 2 + (0.5 ** 2) * 2) / 3))
-    assert math.isnan(rp.mean_std([0.7])[1]) and rp.mean_std([])[2] == 0
+    assert math.isnan(model.mean_std([0.7])[1]) and model.mean_std([])[2] == 0
 
 
 def test_band_over_unequal_curves():
     a = (np.array([0, 1, 2]), np.array([1.0, 3.0, 5.0]))
     b = (np.array([0, 1]), np.array([3.0, 5.0]))
-    steps, mean, std, n = rp.band([a, b])
+    steps, mean, std, n = model.band([a, b])
     assert steps.tolist() == [0, 1, 2] and n.tolist() == [2, 2, 1]
     assert mean.tolist() == [2.0, 4.0, 5.0]
     assert std[:2] == pytest.approx([math.sqrt(2.0), math.sqrt(2.0)])   # |1-3|/sqrt(2)
@@ -158,7 +161,7 @@ def test_seed_aggregation_by_hand(store, tmp_path, capsys):
     assert rc == 0, err
     client = MlflowClient(store["uri"])
     rows = read_csv(tmp_path / "report.csv")
-    r = rp.make_report(store["uri"], store["parent"])
+    r = rsweep.make_report(store["uri"], store["parent"])
     assert r.varying == ["optimizer.lr", "seed"] and r.config_keys == ["optimizer.lr"]
     assert len(r.groups) == 2 and all(len(g.runs) == 3 for g in r.groups)
     # printed per config (the default with seeds): n column, mean ± std
@@ -177,7 +180,7 @@ def test_seed_aggregation_by_hand(store, tmp_path, capsys):
                 assert float(x["config_std"]) == pytest.approx(std, abs=1e-12)
         # the band of the validation loss, per epoch, by hand from the histories
         hist = [{m.step: m.value for m in client.get_metric_history(i, "val/loss")} for i in ids]
-        steps, bmean, bstd, n = rp.band([g_run.curves["val/loss"] for g_run in g.runs])
+        steps, bmean, bstd, n = model.band([g_run.curves["val/loss"] for g_run in g.runs])
         assert steps.tolist() == [0, 1, 2, 3] and n.tolist() == [3, 3, 3, 3]
         for k, s in enumerate(steps):
             v = [h[s] for h in hist]
@@ -186,7 +189,7 @@ def test_seed_aggregation_by_hand(store, tmp_path, capsys):
             assert bstd[k] == pytest.approx(math.sqrt(sum((x - m) ** 2 for x in v) / 2),
                                             abs=1e-12)
         line = next(ln for ln in out.splitlines() if ln.split()[1:2] == [str(lr)])
-        assert f"{rp.fmt(mean)} ± {rp.fmt(std, 2)}" in line and " 3 " in line
+        assert f"{model.fmt(mean)} ± {model.fmt(std, 2)}" in line and " 3 " in line
     assert "failed or killed runs:" in out and "boom" in out.split("failed or killed")[1]
 
 
@@ -205,16 +208,17 @@ def test_files_written_logged_and_html_lists_every_run(store, tmp_path, capsys):
     for k in kids:
         assert k.info.run_id in page
     assert page.count("<polyline") >= 6 * 4            # every finished run's curves
+    assert ">lr</text>" not in page                      # constant rates: no rate panel
     assert "<script>" in page and "http" not in page.split("<body>")[1].split("<script>")[0] \
         .replace("http://", "")                          # nothing fetched from outside
     assert "logged to parent run" in out
 
 
 def test_top_limits_the_picture(store, tmp_path, capsys):
-    r = rp.make_report(store["uri"], store["parent"])
-    fig = rp.grid_figure(r, top=1)
+    r = rsweep.make_report(store["uri"], store["parent"])
+    fig = figures.grid_figure(r, top=1)
     assert len(fig.axes) == 2 and r.panels == (1, 2)      # one config: loss + accuracy
-    assert len(rp.grid_figure(r, top=0).axes) == 4
+    assert len(figures.grid_figure(r, top=0).axes) == 4
     rc, out, err = run_main([store["parent"], "--uri", store["uri"], "--out", tmp_path,
                              "--top", "1", "--no-log"], capsys)
     assert rc == 0 and "picture: 1 of 2 configs" in out
@@ -223,22 +227,39 @@ def test_top_limits_the_picture(store, tmp_path, capsys):
 
 def test_adaptive_schedules_add_the_learning_rate_row(store, tmp_path):
     # Constant rates: no lr curve fetched, two axes per config (test_top_limits_the_picture).
-    assert all("lr" not in r.curves for r in rp.make_report(store["uri"], store["parent"]).runs)
+    assert all("lr" not in r.curves for r in rsweep.make_report(store["uri"], store["parent"]).runs)
     uri = "sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db")
     parent = make_sweep(uri, prepare_store(uri), "bold", (0.3,), (0, 1), failed=False,
                         extra=["schedule=bold_driver", "train.epochs=6"])
-    r = rp.make_report(uri, parent)
+    r = rsweep.make_report(uri, parent)
     client = MlflowClient(uri)
     for run in r.runs:
         steps, values = run.curves["lr"]
         hist = sorted(client.get_metric_history(run.run_id, "lr"), key=lambda m: m.step)
         assert list(values) == [m.value for m in hist] and len(values) == 7
         assert values[-1] != values[0]                      # the schedule moved it
-    fig = rp.grid_figure(r)
+    fig = figures.grid_figure(r)
     assert len(fig.axes) == 3                               # one config: loss, accuracy, lr
     lr_ax = fig.axes[2]
     assert lr_ax.get_yscale() == "log" and len(lr_ax.lines) == 2   # one line per seed
     assert "learning rate" in [t.get_text() for t in fig.legends[0].get_texts()]
+    # report.html: the same rate under each row's thumbnails, readable and enlargeable
+    page = report_html.render_html(r)
+    svgs = re.findall(r'<svg class="c".*?</svg>', page, flags=re.S)
+    assert len(svgs) == 1 + 2                               # the config row and its 2 runs
+    for svg in svgs:
+        w, h = (float(x) for x in re.search(r'width="([\d.]+)" height="([\d.]+)"', svg).groups())
+        assert w >= 400 and h >= 60                         # was 308 x 54 for two panels
+        assert ">lr</text>" in svg and 'stroke="#2ca02c"' in svg
+        lines = re.findall(r"<polyline[^>]*>", svg)
+        train = [x for x in lines if 'stroke="#1f77b4"' in x]
+        val = [x for x in lines if 'stroke="#ff7f0e"' in x]
+        assert train and val and len(train) == len(val)
+        # validation dashed over a solid training line: both visible where they agree
+        assert all('class="v"' in x for x in val) and not any('class="v"' in x for x in train)
+        assert lines.index(train[0]) < lines.index(val[0])
+    assert "id='zoom'" in page and "svg.c" in page.split("<script>")[1]   # click to enlarge
+    assert "learning rate" in page.split("<h2>")[0]                      # in the key
 
 
 def test_filter_by_param_value(store, tmp_path, capsys):
@@ -248,11 +269,11 @@ def test_filter_by_param_value(store, tmp_path, capsys):
     rows = read_csv(tmp_path / "report.csv")
     assert len(rows) == 3 and {r["optimizer.lr"] for r in rows} == {"0.3"}
     assert "filter: optimizer.lr=0.3" in out
-    r = rp.make_report(store["uri"], store["parent"], filters=["optimizer.lr=0.30,0.03"])
+    r = rsweep.make_report(store["uri"], store["parent"], filters=["optimizer.lr=0.30,0.03"])
     assert len(r.runs) == 6 and r.varying == ["optimizer.lr", "seed"]
-    r = rp.make_report(store["uri"], store["parent"], filters=["status=FAILED"])
+    r = rsweep.make_report(store["uri"], store["parent"], filters=["status=FAILED"])
     assert [x.status for x in r.runs] == ["FAILED"]
-    r = rp.make_report(store["uri"], store["parent"], filters=["seed!=0", "optimizer.lr=0.03"])
+    r = rsweep.make_report(store["uri"], store["parent"], filters=["seed!=0", "optimizer.lr=0.03"])
     assert sorted(x.params["seed"] for x in r.runs) == ["1", "2"]
     rc, out, err = run_main([store["parent"], "--uri", store["uri"], "--out", tmp_path,
                              "--filter", "optimizer.lrr=0.3"], capsys)
@@ -274,7 +295,7 @@ def test_metric_option_ranks_ascending(store, tmp_path, capsys):
         assert float(r["best/val_loss"]) == low.value and int(r["best_epoch"]) == low.step
         assert float(r["final/val_loss"]) == max(hist, key=lambda m: m.step).value
     assert best == sorted(best)
-    r = rp.make_report(store["uri"], store["parent"], metric="best/val_loss", ascending=False)
+    r = rsweep.make_report(store["uri"], store["parent"], metric="best/val_loss", ascending=False)
     vals = [x.value for x in r.runs if x.value is not None]
     assert vals == sorted(vals, reverse=True)
 
@@ -316,14 +337,15 @@ def test_fetch_paths_agree(store):
     client = MlflowClient(store["uri"])
     ids = [k.info.run_id for k in children(store["uri"], store["parent"])]
     got = {}
-    for method in ("sqlite", "store", "per-run"):
-        curves, how = rp.fetch_curves(client, store["uri"], ids, rp.CURVE_KEYS, method=method)
+    for method in ("sqlite", "per-run"):
+        curves, how = read.fetch_curves(store["uri"], ids, model.CURVE_KEYS, method=method,
+                                        client=client)
         assert how == method
         got[method] = curves
     ref = got["sqlite"]
     assert len(ref) == 6 and all(set(c) == {"train/loss", "val/loss", "train/accuracy",
                                             "val/accuracy"} for c in ref.values())
-    for other in ("store", "per-run"):
+    for other in ("per-run",):
         assert got[other].keys() == ref.keys()
         for run_id, cs in ref.items():
             for key, (s, v) in cs.items():
@@ -359,7 +381,7 @@ def test_resumed_sweep_includes_the_older_parent_and_dedupes(tmp_path, capsys):
     assert f"parent {p2}" in out and p1 in out
     assert [r["run_id"] for r in read_csv(tmp_path / "o" / "report.csv")] == [b, a]
     assert "1 earlier attempt(s)" in out
-    r = rp.make_report(uri, p2, all_attempts=True)
+    r = rsweep.make_report(uri, p2, all_attempts=True)
     assert {x.run_id for x in r.runs} == {a, b, b_failed}
 
 
@@ -398,9 +420,9 @@ def test_http_server_uses_the_bulk_endpoint(tmp_path, capsys):
                 time.sleep(0.5)
         exp = prepare_store(uri)
         parent = make_sweep(uri, exp, "served", LRS, (0, 1))
-        over_http = rp.make_report(uri, parent)
+        over_http = rsweep.make_report(uri, parent)
         assert over_http.fetch_method == "rest"
-        direct = rp.make_report(f"sqlite:///{db}", parent)
+        direct = rsweep.make_report(f"sqlite:///{db}", parent)
         assert direct.fetch_method == "sqlite"
         assert [r.run_id for r in over_http.runs] == [r.run_id for r in direct.runs]
         for a, b in zip(over_http.runs, direct.runs):
@@ -410,10 +432,10 @@ def test_http_server_uses_the_bulk_endpoint(tmp_path, capsys):
                 assert a.curves[k][1].tolist() == b.curves[k][1].tolist()
         # the 25,000-point cap: chunks are split and asked again
         with contextlib.ExitStack() as stack:
-            stack.enter_context(pytest.MonkeyPatch.context()).setattr(rp, "REST_MAX_RESULTS", 5)
+            stack.enter_context(pytest.MonkeyPatch.context()).setattr(read, "REST_MAX_RESULTS", 5)
             client = MlflowClient(uri)
             ids = [r.run_id for r in direct.runs]
-            small, how = rp.fetch_curves(client, uri, ids, ["val/loss"], method="rest")
+            small, how = read.fetch_curves(uri, ids, ["val/loss"], method="rest", client=client)
             assert how == "rest"
             for r in direct.runs:
                 if "val/loss" in r.curves:
@@ -423,7 +445,7 @@ def test_http_server_uses_the_bulk_endpoint(tmp_path, capsys):
         assert rc == 0, err
         logged = {a.path for a in MlflowClient(uri).list_artifacts(parent)}
         assert {"report.png", "report.html", "report.csv"} <= logged
-        assert rp.make_report(uri, None).sweep.parent.info.run_id == parent
+        assert rsweep.make_report(uri, None).sweep.parent.info.run_id == parent
     finally:
         os.killpg(proc.pid, 15)
         try:

@@ -74,6 +74,59 @@ def test_http_uri_untouched(tmp_path):
     assert resolve_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
 
 
+@pytest.mark.parametrize("uri, shown", [
+    ("http://alice:s3cret@mlflow.lab:5000/prefix", "http://mlflow.lab:5000/prefix"),
+    ("https://token@mlflow.lab", "https://mlflow.lab"),
+    # no host at all: a PostgreSQL socket URI (the copy in reproduce raised TypeError)
+    ("postgresql+psycopg://nets:pw@/mlflow?host=/run/postgresql",
+     "postgresql+psycopg:///mlflow?host=/run/postgresql"),
+    ("http://u:p@[::1]:5000", "http://[::1]:5000"),
+    ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ("sqlite:////tmp/mlruns/mlflow.db", "sqlite:////tmp/mlruns/mlflow.db"),
+])
+def test_safe_uri_hides_credentials_only(uri, shown):
+    assert store_uri.safe_uri(uri) == shown
+
+
+def test_read_search_runs_pages_and_limits(tmp_path, no_env_uri, monkeypatch):
+    from nets.store import read
+
+    uri = "sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db")
+    exp = prepare_store(uri)
+    client = store_client.MlflowClient(uri)
+    ids = {client.create_run(exp, tags={"k": str(i % 2)}).info.run_id for i in range(7)}
+    monkeypatch.setattr(read, "SEARCH_PAGE", 3)        # 7 runs: three pages
+    assert {r.info.run_id for r in read.search_runs(uri, [exp])} == ids
+    assert len(read.search_runs(client, [exp], "tags.k = '1'")) == 3
+    assert len(read.search_runs(uri, [exp], limit=4)) == 4
+    assert {r.info.run_id for r in read.runs_by_id(uri, [exp], sorted(ids)[:5] + ["x"])} \
+        == set(sorted(ids)[:5])
+    assert read.get_run(uri, "0" * 32) is None and read.is_run_id(next(iter(ids)))
+    with pytest.raises(read.StoreError, match="no experiment named 'nope'"):
+        read.experiment_ids(uri, "nope")
+
+
+def test_read_finished_by_tag_sql_and_search_agree(tmp_path, no_env_uri, monkeypatch):
+    from nets.store import read
+
+    uri = "sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db")
+    exp = prepare_store(uri)
+    client = store_client.MlflowClient(uri)
+    want = {}
+    for i, status in enumerate(["FINISHED", "FAILED", "FINISHED", "KILLED", "FINISHED"]):
+        run = client.create_run(exp, tags={"nets.config_hash": f"h{i % 3}"}).info.run_id
+        client.set_terminated(run, status)
+        if status == "FINISHED":
+            want[f"h{i % 3}"] = run
+    client.create_run(exp, tags={"other": "x"})      # RUNNING, no hash: not listed
+    deleted = client.create_run(exp, tags={"nets.config_hash": "h9"}).info.run_id
+    client.set_terminated(deleted, "FINISHED")
+    client.delete_run(deleted)
+    assert read.finished_by_tag(uri, exp, "nets.config_hash") == want
+    monkeypatch.setattr(read, "sqlite_path", lambda uri: None)   # the search path
+    assert read.finished_by_tag(uri, exp, "nets.config_hash") == want
+
+
 def test_artifact_root_next_to_db(tmp_path):
     assert store_uri.artifact_root(sqlite_uri(tmp_path / "s" / "mlflow.db")) == \
         str(tmp_path / "s" / "artifacts")

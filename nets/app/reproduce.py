@@ -20,6 +20,7 @@ from nets.app import errors, logs
 from nets.app.schema import GROUPS
 from nets.runs.job import TRACKING_DEFAULTS, JobFailed, config_hash
 from nets.runs.reproduce import PROG, ReproduceError, open_store, prepare, reproduce
+from nets.store import read
 from nets.store.ids import RunNotFound, resolve_run
 
 _PLAIN_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -134,12 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         args.run_id = resolve_run(uri, args.run_id)
         if args.print_command:
             client, run, cfg, overrides = prepare(args.run_id, uri)
-            exp = client.get_experiment(run.info.experiment_id)
+            exp = read.get_experiment(client, run.info.experiment_id)
             print(command_line(cfg, overrides, exp.name,
                                warn=lambda t: print(f"{PROG}: note: {t}", file=sys.stderr)))
             return 0
         report = reproduce(args.run_id, uri, args.experiment)
-    except (ReproduceError, RunNotFound) as e:
+    except (ReproduceError, RunNotFound, read.StoreError) as e:
         print(errors.line(PROG, "error", e), file=sys.stderr)
         return 2
     except JobFailed as e:

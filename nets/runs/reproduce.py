@@ -34,19 +34,16 @@ The command line (and ``--print-command``) is ``nets.app.reproduce``.
 from __future__ import annotations
 
 import os
-import re
 import sys
-import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlparse
 
 import yaml
 
 from nets.runs import usercode
-from nets.store import uri as store_uri, client as store_client
+from nets.store import client as store_client, read, uri as store_uri
+from nets.store.uri import safe_uri
 from nets.runs.job import (TRACKING_DEFAULTS, JobSpec, blas_state, config_hash, git_state,
                        run_job)
 from nets.registry import ConfigError
@@ -60,7 +57,6 @@ ENV_TAGS = ("numpy.version", "nets.blas", "nets.blas_threads", "nets.version", "
             "mlflow.source.git.commit", "nets.git_dirty")
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_NODES = 100_000
-_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class ReproduceError(Exception):
@@ -118,75 +114,26 @@ def open_store(uri_arg: str | None, launch_dir: str | os.PathLike | None = None)
 
 
 def get_run(client, run_id: str, uri: str):
-    from mlflow.exceptions import MlflowException
-
-    if not _RUN_ID.match(run_id):
-        raise ReproduceError(f"{run_id!r} is not a run id")
+    if not read.is_run_id(run_id):
+        raise ReproduceError(f"{run_id!r} is not a run id (32 hex digits)")
     try:
-        return client.get_run(run_id)
-    except MlflowException as e:
-        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise ReproduceError(f"no run {run_id!r} in {_safe_uri(uri)}") from None
-        first = str(e).strip().splitlines()[0] if str(e).strip() else e.error_code
-        raise ReproduceError(f"cannot read run {run_id!r} from {_safe_uri(uri)}: {first}") from None
-
-
-def _safe_uri(uri: str) -> str:
-    """The URI without any user:password part."""
-    p = urlparse(uri)
-    if p.password or p.username:
-        return uri.replace(p.netloc, p.hostname + (f":{p.port}" if p.port else ""), 1)
-    return uri
-
-
-def local_artifact_dirs(uri: str, run) -> list[Path]:
-    """Where a run's artifacts may be on disk, best first.
-
-    In a SQLite store ``<store>/artifacts/<experiment>/<run id>/artifacts`` comes first:
-    it is right for a copied or moved store, whose database still holds the old
-    absolute path, and is the recorded path itself otherwise.
-    """
-    recorded = store_uri.file_path(run.info.artifact_uri or "")
-    out: list[Path] = []
-    root = store_uri.artifact_root(uri)
-    if root is not None:
-        if recorded is not None and recorded.name == "artifacts" \
-                and recorded.parent.name == run.info.run_id:
-            out.append(Path(root) / recorded.parent.parent.name / run.info.run_id / "artifacts")
-        out.extend(sorted(Path(root).glob(f"*/{run.info.run_id}/artifacts")))
-    if recorded is not None:
-        out.append(recorded)
-    seen, unique = set(), []
-    for p in out:
-        if p not in seen:
-            seen.add(p)
-            unique.append(p)
-    return unique
+        run = read.get_run(client, run_id)
+    except read.StoreError as e:
+        raise ReproduceError(f"cannot read run {run_id!r} from {safe_uri(uri)}: {e}") from None
+    if run is None:
+        raise ReproduceError(f"no run {run_id!r} in {safe_uri(uri)}")
+    return run
 
 
 def read_artifact(client, uri: str, run, name: str) -> str | None:
-    """Text of artifact ``name`` of ``run`` (``None`` if it has none); size-capped."""
-    if store_uri.file_path(run.info.artifact_uri or "") is not None:
-        for d in local_artifact_dirs(uri, run):
-            p = d / name
-            if p.is_file():
-                return _read_capped(p, name)
-        return None
-    with tempfile.TemporaryDirectory() as tmp:   # served artifacts: mlflow-artifacts:, s3 ...
-        try:
-            local = client.download_artifacts(run.info.run_id, name, tmp)
-        except Exception:  # noqa: BLE001 - absent, or the server refused: both mean "none"
-            return None
-        return _read_capped(Path(local), name) if Path(local).is_file() else None
+    """Text of artifact ``name`` of ``run`` (``None`` if it has none); size-capped.
 
-
-def _read_capped(path: Path, name: str) -> str:
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ReproduceError(f"{name} artifact is larger than {MAX_CONFIG_BYTES} bytes: refused")
+    A copied or moved SQLite store's artifacts are found inside it
+    (``nets.store.read.local_artifact_dirs``)."""
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ReproduceError(f"{name} artifact is not UTF-8 text: refused") from None
+        return read.artifact_text(client, uri, run, name, MAX_CONFIG_BYTES)
+    except read.StoreError as e:
+        raise ReproduceError(str(e)) from None
 
 
 # -- the config: plain data, registry names only -------------------------------------------
@@ -287,11 +234,7 @@ def load_overrides(text: str | None) -> list[str]:
 
 def metric_histories(client, run) -> dict[str, list[tuple[int, float]]]:
     """Every metric of ``run`` as sorted ``(step, value)`` lists."""
-    out = {}
-    for key in run.data.metrics:
-        pts = store_client.retry(client.get_metric_history, run.info.run_id, key)
-        out[key] = sorted((int(m.step), float(m.value)) for m in pts)
-    return out
+    return read.metric_histories(client, run)
 
 
 def compare(original: Mapping[str, list], reproduced: Mapping[str, list]) -> Difference | None:
@@ -373,9 +316,7 @@ def prepare(run_id: str, uri: str, finished: bool = False) -> tuple[Any, Any, di
 
     ``finished``: refuse a run that did not end FINISHED (its curves are incomplete).
     """
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
+    client = read.open_client(uri)
     run = get_run(client, run_id, uri)
     if finished and run.info.status != "FINISHED":
         raise ReproduceError(f"run {run_id} is {run.info.status}: only FINISHED runs have "
@@ -413,7 +354,7 @@ def reproduce(run_id: str, uri: str, experiment: str | None = None, stream=None)
         exp_id = store_client.prepare_store(uri, experiment)
     else:
         exp_id = run.info.experiment_id
-    exp = client.get_experiment(exp_id)
+    exp = read.get_experiment(client, exp_id)
     if exp.lifecycle_stage != "active":
         raise ReproduceError(f"experiment {exp.name!r} of run {run_id} is deleted: restore it "
                              "or pass --experiment NAME")
@@ -442,7 +383,7 @@ def reproduce(run_id: str, uri: str, experiment: str | None = None, stream=None)
                                      overrides=overrides), stream=stream)
         except ConfigError as e:   # checked above already; kept for a changed registry
             raise ReproduceError(f"config.yaml: {e}: refused") from None
-    new_run = client.get_run(status.run_id)
+    new_run = read.get_run(client, status.run_id)
     original_h = metric_histories(client, run)
     new_h = metric_histories(client, new_run)
     diff = compare(original_h, new_h)

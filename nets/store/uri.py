@@ -76,3 +76,12 @@ def file_path(uri: str) -> Path | None:
         return Path(uri)
     return None
 
+
+
+def safe_uri(uri: str) -> str:
+    """The URI without its ``user:password@`` part, for messages (any scheme, with or
+    without a host: ``postgresql://u:p@/db?host=/run/pg`` has none)."""
+    netloc = urlparse(uri).netloc
+    if "@" not in netloc:
+        return uri
+    return uri.replace(netloc, netloc.rsplit("@", 1)[1], 1)

@@ -9,9 +9,9 @@ the flattened default config as params (lr × hidden × activation × seed varie
 ``val/accuracy``, ``lr``, ``health/grad_norm/dense0``, summary metrics at step 0; 1%
 of them FAILED half-way.
 
-Then ``nets-report`` is timed end to end: in process (``nets.report.main`` with a
+Then ``nets-report`` is timed end to end: in process (``nets.app.report.main`` with a
 temporary ``--out``, logging to the parent included) and as a whole command
-(``python -m nets.report``: interpreter start and imports included). Target (issue 6):
+(``python -m nets.app.report``: interpreter start and imports included). Target (issue 6):
 <= 10 s. ``--compare-fetch`` also times every history-fetching path on the same runs.
 
     python tests/benchmarks/bench_report.py [--runs 1000] [--epochs 50] [--repeats 3]
@@ -139,7 +139,7 @@ def cached_store(n_runs: int, epochs: int) -> tuple[str, str]:
 
 
 def in_process(uri: str, parent: str, repeats: int) -> list[float]:
-    from nets import report
+    from nets.app import report
 
     times = []
     for i in range(repeats):
@@ -160,29 +160,29 @@ def in_process(uri: str, parent: str, repeats: int) -> list[float]:
 
 
 def stages(uri: str, parent: str) -> None:
-    from nets import report
+    from nets.report import files, sweep
 
-    r = report.make_report(uri, parent)
+    r = sweep.make_report(uri, parent)
     with tempfile.TemporaryDirectory() as out:
-        report.write_report(r, Path(out))
+        files.write_report(r, Path(out))
     t = r.timings
     print("  stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items())
           + f"  (histories via {r.fetch_method})")
 
 
 def compare_fetch(uri: str, parent: str) -> None:
-    from mlflow.tracking import MlflowClient
+    from nets.report import model, sweep as report_sweep
+    from nets.store import read
 
-    from nets import report
-
-    client = MlflowClient(uri)
-    sweep = report.collect(client, uri, client.get_run(parent))
+    client = read.open_client(uri)
+    sweep = report_sweep.collect(client, uri, read.get_run(client, parent))
     ids = [r.run_id for r in sweep.runs]
     avail = {r.run_id: r.metrics.keys() for r in sweep.runs}
     ref = None
-    for method in ("sqlite", "store", "per-run"):
+    methods = ("rest", "per-run") if uri.startswith("http") else ("sqlite", "per-run")
+    for method in methods:
         t = time.perf_counter()
-        curves, how = report.fetch_curves(client, uri, ids, report.CURVE_KEYS, avail, method)
+        curves, how = read.fetch_curves(uri, ids, model.CURVE_KEYS, avail, method, client=client)
         dt = time.perf_counter() - t
         n = sum(len(c[0]) for cs in curves.values() for c in cs.values())
         same = ""
@@ -191,7 +191,7 @@ def compare_fetch(uri: str, parent: str) -> None:
         else:
             ok = all((ref[r][k][0] == curves[r][k][0]).all() and
                      (ref[r][k][1] == curves[r][k][1]).all() for r in ref for k in ref[r])
-            same = "  identical to sqlite" if ok and ref.keys() == curves.keys() else "  DIFFERENT"
+            same = "  identical to " + methods[0] if ok and ref.keys() == curves.keys() else "  DIFFERENT"
         print(f"  fetch {how:<8} {dt:6.2f}s  {n} points{same}")
 
 
@@ -201,7 +201,7 @@ def whole_command(uri: str, parent: str, repeats: int) -> list[float]:
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as out:
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "nets.report", parent, "--uri", uri, "--out",
+            subprocess.run([sys.executable, "-m", "nets.app.report", parent, "--uri", uri, "--out",
                             out], check=True, env=env, stdout=subprocess.DEVNULL)
             times.append(time.perf_counter() - t)
     return times

@@ -1,0 +1,240 @@
+"""Which sweep, and its runs: a sweep's parent found by id or name, its children (and
+those of the parents it resumes) read from the store, their curves fetched in bulk.
+
+Which sweep: a parent run id, or a name matched against the parent's run name (also
+``sweep NAME``, as ``nets-sweep`` names its parents), tag ``nets.sweep_name`` or tag
+``nets.sweep_id``; the latest match wins. Without one: the latest sweep of the store
+(the parent of the most recently started child run, or the most recently started run
+tagged ``nets.sweep_role=parent``, whichever started later).
+
+A resumed sweep's parent names the parent it resumes (tag ``nets.resumes``, written by
+``nets-sweep --resume``): the children of the whole chain are reported, plus any run
+the parent's ``jobs.yaml`` lists as SKIPPED; among runs with the same
+``nets.config_hash`` the latest FINISHED one wins (else the latest one), the others
+count as superseded attempts (``all_attempts`` lists them too).
+
+Every read goes through ``nets.store.read``; a store that cannot answer is a
+``ReportError`` (one line).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Sequence
+
+from nets.report.model import (CURVE_KEYS, SUMMARY_PREFIXES, Report, ReportError, RunRow,
+                               Sweep, adaptive, apply_filters, build_report, curve_of,
+                               dedupe, default_metric, parse_filter)
+from nets.store import read, uri as store_uri
+from nets.store.uri import safe_uri
+
+RESUME_TAG = "nets.resumes"          # written on a resumed sweep's parent: the older parent
+JOBS_FILE_CAP = 8 << 20              # bytes of a parent's jobs.yaml read at most
+
+
+def open_store(uri_arg: str | None, launch_dir: str | os.PathLike | None = None) -> str:
+    """Resolve the store like ``nets-train``; refuse a SQLite file that does not exist."""
+    try:
+        return store_uri.existing_store(uri_arg, launch_dir)
+    except FileNotFoundError as e:
+        raise ReportError(str(e)) from None
+
+
+def _quote(value: str) -> str:
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ReportError(f"sweep name {value!r} holds both quote characters: pass the parent run id")
+
+
+def _has_children(client, exp_ids: list[str], run) -> bool:
+    if run.data.tags.get("nets.sweep_role") == "parent":
+        return True
+    ids = list(dict.fromkeys(exp_ids + [run.info.experiment_id]))
+    return bool(read.search_runs(client, ids, f"tags.`mlflow.parentRunId` = '{run.info.run_id}'",
+                                 limit=1))
+
+
+def _get_run(client, run_id: str, uri: str):
+    try:
+        return read.get_run(client, run_id)
+    except read.StoreError as e:
+        raise ReportError(f"cannot read run {run_id!r} from {safe_uri(uri)}: {e}") from None
+
+
+def find_sweep(client, uri: str, ident: str | None, experiment: str | None = None):
+    """The parent run named by ``ident`` (id or name), or the latest sweep's (module doc)."""
+    exp_ids = read.experiment_ids(client, experiment)
+    if ident is None:
+        return latest_sweep(client, uri, exp_ids)
+    if read.is_run_id(ident):
+        run = _get_run(client, ident, uri)
+        if run is not None:
+            if not _has_children(client, exp_ids, run):
+                parent = run.data.tags.get("mlflow.parentRunId")
+                hint = (f" (it is a child of sweep run {parent}: pass that id)" if parent
+                        else "")
+                raise ReportError(f"run {ident} has no child runs: it is not a sweep's parent"
+                                  + hint)
+            return run
+    if not exp_ids:
+        raise ReportError(f"no run or sweep {ident!r} in {safe_uri(uri)} (it has no experiment)")
+    q = _quote(ident)
+    named = []
+    for flt in (f"attributes.run_name = {q}", f"attributes.run_name = {_quote('sweep ' + ident)}",
+                f"tags.`nets.sweep_name` = {q}", f"tags.`nets.sweep_id` = {q}"):
+        named.extend(read.search_runs(client, exp_ids, flt,
+                                      order_by=["attributes.start_time DESC"], limit=50))
+    seen, candidates = set(), []
+    for r in sorted(named, key=lambda r: r.info.start_time or 0, reverse=True):
+        if r.info.run_id not in seen:
+            seen.add(r.info.run_id)
+            candidates.append(r)
+    for r in candidates:
+        if _has_children(client, exp_ids, r):
+            return r
+    if candidates:
+        raise ReportError(f"the run(s) named {ident!r} have no child runs: not a sweep")
+    what = "run or sweep" if read.is_run_id(ident) else "sweep named"
+    raise ReportError(f"no {what} {ident!r} in {safe_uri(uri)}"
+                      + (f" (experiment {experiment!r})" if experiment else ""))
+
+
+def latest_sweep(client, uri: str, exp_ids: list[str]):
+    if not exp_ids:
+        raise ReportError(f"no sweep in {safe_uri(uri)}: the store has no experiment")
+    order = ["attributes.start_time DESC"]
+    candidates = []
+    child = read.search_runs(client, exp_ids, "tags.`mlflow.parentRunId` IS NOT NULL", order,
+                             limit=1)
+    if child:
+        parent = _get_run(client, child[0].data.tags["mlflow.parentRunId"], uri)
+        if parent is not None:
+            candidates.append(parent)
+    candidates.extend(read.search_runs(client, exp_ids, "tags.`nets.sweep_role` = 'parent'",
+                                       order, limit=1))
+    if not candidates:
+        raise ReportError(f"no sweep in {safe_uri(uri)}: no run has child runs (run one with "
+                          "nets-train -m or nets-sweep)")
+    return max(candidates, key=lambda r: r.info.start_time or 0)
+
+
+def _shared(d: dict, values: bool = True) -> dict:
+    """``d`` with its keys (and short values) interned: a sweep's runs repeat the same
+    ~100 keys and few distinct values, and per-run copies of them were ~20 kB a run."""
+    intern = sys.intern
+    if not values:
+        return {intern(k): v for k, v in d.items()}
+    return {intern(k): intern(v) if isinstance(v, str) and len(v) < 256 else v
+            for k, v in d.items()}
+
+
+def _row(run) -> RunRow:
+    return RunRow(run.info.run_id, run.info.run_name or "", run.info.status,
+                  run.info.start_time or 0, run.info.experiment_id, _shared(run.data.params),
+                  _shared(run.data.tags), _shared(run.data.metrics, values=False))
+
+
+def _jobs_yaml_skipped(client, uri: str, run) -> list[str]:
+    """Run ids the parent's ``jobs.yaml`` lists as SKIPPED (a resumed ``nets-sweep``)."""
+    import yaml
+
+    try:
+        text = read.artifact_text(client, uri, run, "jobs.yaml", JOBS_FILE_CAP)
+        jobs = yaml.safe_load(text) if text else None
+    except Exception:  # noqa: BLE001 - no jobs.yaml (or unreadable) means nothing to add
+        return []
+    if not isinstance(jobs, list):
+        return []
+    return [str(j["run_id"]) for j in jobs if isinstance(j, dict) and j.get("status") == "SKIPPED"
+            and isinstance(j.get("run_id"), str) and read.is_run_id(j["run_id"])]
+
+
+def collect(client, uri: str, parent, all_attempts: bool = False) -> Sweep:
+    """The sweep's runs: children of the parent and of the parents it resumes (module doc)."""
+    chain, seen, run = [], set(), parent
+    while run is not None and run.info.run_id not in seen:
+        seen.add(run.info.run_id)
+        chain.append(run)
+        older = run.data.tags.get(RESUME_TAG)
+        run = _get_run(client, older, uri) if read.is_run_id(older) else None
+    exp_ids = read.experiment_ids(client)
+    rows: dict[str, RunRow] = {}
+    for p in chain:
+        ids = list(dict.fromkeys(exp_ids + [p.info.experiment_id]))
+        # page by page: MLflow's entities of one page at a time, not of the whole sweep
+        for r in read.children(client, ids, p.info.run_id, page=read.STREAM_PAGE):
+            rows.setdefault(r.info.run_id, _row(r))
+    extra = [i for p in chain for i in _jobs_yaml_skipped(client, uri, p) if i not in rows]
+    for r in read.runs_by_id(client, exp_ids, extra):
+        rows.setdefault(r.info.run_id, _row(r))
+    runs, superseded = dedupe(list(rows.values()))
+    if all_attempts:
+        runs, superseded = runs + superseded, []
+    return Sweep(parent, [p.info.run_id for p in chain], runs, superseded)
+
+
+def make_report(uri: str, ident: str | None = None, *, metric: str | None = None,
+                ascending: bool | None = None, filters: Sequence[str] = (),
+                experiment: str | None = None, all_attempts: bool = False,
+                method: str | None = None, note=None) -> Report:
+    """Find the sweep, fetch its runs and curves, rank them (no files written).
+
+    ``method`` forces one way of fetching the curves (``nets.store.read.fetch_curves``);
+    ``note`` receives a one-line remark when a faster way could not be used.
+    """
+    try:
+        return _make_report(uri, ident, metric, ascending, filters, experiment, all_attempts,
+                            method, note)
+    except read.StoreError as e:
+        raise ReportError(f"{safe_uri(uri)}: {e}") from None
+
+
+def _make_report(uri, ident, metric, ascending, filters, experiment, all_attempts, method,
+                 note) -> Report:
+    timings = {}
+    t = time.perf_counter()
+    client = read.open_client(uri)
+    parent = find_sweep(client, uri, ident, experiment)
+    sweep = collect(client, uri, parent, all_attempts)
+    timings["runs"] = time.perf_counter() - t
+    if not sweep.runs:
+        raise ReportError(f"sweep {sweep.name!r} (run {parent.info.run_id}) has no child runs")
+    parsed = [parse_filter(f) for f in filters]
+    runs = apply_filters(sweep.runs, parsed)
+    if not runs:
+        raise ReportError(f"no run of sweep {sweep.name!r} matches " + " and ".join(filters))
+    explicit = metric is not None
+    metric = metric or default_metric(runs)
+    keys = list(CURVE_KEYS)
+    extra = curve_of(metric)
+    if extra and extra not in keys and not extra.startswith(SUMMARY_PREFIXES):
+        keys.append(extra)
+    if any(adaptive(r) for r in runs):  # the rate's trace is the story (bold driver's cuts)
+        keys.append("lr")
+    keys = [k for k in keys if any(k in r.metrics for r in runs)]   # no request for mae ...
+    t = time.perf_counter()
+    curves, how = read.fetch_curves(uri, [r.run_id for r in runs], keys,
+                                    {r.run_id: r.metrics.keys() for r in runs}, method,
+                                    client=client, note=note)
+    for r in runs:
+        r.curves = curves.get(r.run_id, {})
+    timings["curves"] = time.perf_counter() - t
+    t = time.perf_counter()
+    report = build_report(sweep, runs, uri, metric, ascending, parsed, how)
+    if explicit and all(r.value is None for r in report.runs):
+        known = sorted({k for r in runs for k in r.metrics if k.startswith(SUMMARY_PREFIXES)})
+        raise ReportError(f"--metric {metric}: no run of the sweep has it or a curve to derive "
+                          f"it from (logged: {', '.join(known[:12]) or 'nothing'}"
+                          + (", ..." if len(known) > 12 else "") + ")")
+    timings["rank"] = time.perf_counter() - t
+    report.timings.update(timings)
+    return report
+
+
+def log_to_parent(report: Report, files) -> None:
+    """Log the report's files as artifacts of the sweep's parent run."""
+    read.log_artifacts(report.uri, report.sweep.parent.info.run_id, files)

@@ -1,0 +1,487 @@
+"""Reading a store back: paged searches, runs, bulk metric histories, artifacts.
+
+The one home of every read the read-back commands (``nets-report``, ``nets-reproduce``,
+``nets-cleanup``, ``nets-sweep --resume``) make. Callers get MLflow's own entity objects
+(``Run``: ``.info``, ``.data``) and plain numpy curves; every MLflow error surfaces as
+:class:`StoreError` with one line, so no caller needs to import mlflow.
+
+How a metric history is fetched in bulk (``fetch_curves``), fastest first:
+
+- ``sqlite``: a local SQLite store is read with one read-only SQL query per
+  ``SQL_CHUNK`` run ids (the file is on this machine; no server answers for it);
+- ``rest``: an ``mlflow server`` (``http(s)://``) through its public REST endpoint
+  ``GET /ajax-api/2.0/mlflow/metrics/get-history-bulk`` (the one MLflow's UI uses),
+  100 runs per request, 8 requests at a time; no SQL against a server's database;
+- ``per-run``: ``MlflowClient.get_metric_history`` per run and key, 8 at a time
+  (any other store: a database URI used directly, ``file:``).
+
+``finished_by_tag`` (the ``--resume`` skip check) likewise reads a SQLite file with one
+read-only query and searches elsewhere. Measured growth with each path:
+``tests/benchmarks/bench_growth.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sqlite3
+import tempfile
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+
+from nets.store import client as store_client
+from nets.store.uri import safe_uri, sqlite_path
+
+MlflowException = store_client.MlflowException
+
+SEARCH_PAGE = 50_000          # MLflow's own maximum for one search_runs page
+STREAM_PAGE = 250             # runs per page when each run is reduced as it arrives:
+                              # the peak of MLflow's entities for one page, 95 -> 40 MB
+SQL_CHUNK = 500               # run ids per SQL query (+ keys: under SQLite's 999 limit)
+REST_CHUNK = 100              # run ids per get-history-bulk request (the server's maximum)
+REST_MAX_RESULTS = 25_000     # points per get-history-bulk response (the server's maximum)
+REST_BULK = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
+THREADS = 8                   # concurrent requests to one server
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")   # what MLflow's stores hand out (uuid4 hex)
+
+Curve = tuple  # (steps: int64 array, values: float64 array), sorted by step, one point a step
+
+
+class StoreError(Exception):
+    """A store could not answer: one line, no traceback (the URI without credentials)."""
+
+
+def is_run_id(text: str | None) -> bool:
+    """Whether ``text`` has the shape of an MLflow run id (32 lower-case hex digits)."""
+    return bool(text) and RUN_ID.match(text) is not None
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else getattr(e, "error_code", type(e).__name__)
+
+
+def open_client(uri: str):
+    """An explicit ``MlflowClient`` for ``uri`` (reused across calls: one connection pool)."""
+    return store_client.open_client(uri)
+
+
+def _client(uri_or_client):
+    if isinstance(uri_or_client, str):
+        return store_client.open_client(uri_or_client)
+    return uri_or_client
+
+
+def _call(fn, *args, **kwargs):
+    """``store_client.retry`` with MLflow's errors turned into one-line ``StoreError``."""
+    try:
+        return store_client.retry(fn, *args, **kwargs)
+    except MlflowException as e:
+        raise StoreError(first_line(e)) from None
+
+
+# -- runs and experiments ---------------------------------------------------------------
+
+def iter_runs(uri_or_client, experiment_ids: Sequence[str], filter_string: str = "",
+              order_by: Sequence[str] | None = None, page: int = SEARCH_PAGE):
+    """The runs matching ``filter_string``, one page of ``page`` runs at a time (a
+    caller that keeps only what it needs of each run holds one page of MLflow's
+    entities at once, not all of them)."""
+    client, token = _client(uri_or_client), None
+    while True:
+        batch = _call(client.search_runs, list(experiment_ids), filter_string,
+                      max_results=min(page, SEARCH_PAGE),
+                      order_by=list(order_by) if order_by else None, page_token=token)
+        yield from batch
+        token = batch.token
+        if not token:
+            return
+
+
+def search_runs(uri_or_client, experiment_ids: Sequence[str], filter_string: str = "",
+                order_by: Sequence[str] | None = None, limit: int | None = None) -> list:
+    """Every run matching ``filter_string`` (MLflow's search syntax), all pages.
+
+    Pages are ``SEARCH_PAGE`` runs (MLflow's maximum), so a store of 10,000 runs is one
+    request; ``limit`` stops early (and asks for no more than it needs).
+    """
+    out = []
+    for run in iter_runs(uri_or_client, experiment_ids, filter_string, order_by,
+                         page=min(limit or SEARCH_PAGE, SEARCH_PAGE)):
+        out.append(run)
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def children(uri_or_client, experiment_ids: Sequence[str], parent_run_id: str,
+             page: int = SEARCH_PAGE):
+    """The runs whose ``mlflow.parentRunId`` tag names ``parent_run_id`` (an iterator,
+    ``page`` runs per request)."""
+    return iter_runs(uri_or_client, experiment_ids,
+                     f"tags.`mlflow.parentRunId` = '{parent_run_id}'", page=page)
+
+
+def runs_by_id(uri_or_client, experiment_ids: Sequence[str], run_ids: Iterable[str]) -> list:
+    """The runs with these ids (100 per search: one request, not one per run)."""
+    ids = [i for i in dict.fromkeys(run_ids) if is_run_id(i)]
+    out = []
+    for i in range(0, len(ids), 100):
+        quoted = ", ".join(f"'{x}'" for x in ids[i:i + 100])
+        out.extend(search_runs(uri_or_client, experiment_ids,
+                               f"attributes.run_id IN ({quoted})"))
+    return out
+
+
+def finished_by_tag(uri: str, experiment_id: str, tag: str, client=None) -> dict[str, str]:
+    """``tag value -> run id`` of every FINISHED, active run of the experiment that has
+    ``tag`` (the latest run wins a shared value): the skip check of ``--resume``.
+
+    On a local SQLite file one read-only SQL query over the run and tag tables (a
+    search returns every param, metric and tag of every run: 7 s for 1,000 runs on a
+    busy machine, against well under a second); elsewhere one paged search.
+    """
+    db = sqlite_path(uri)
+    if db is not None:
+        try:
+            con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=20)
+            try:
+                rows = con.execute(
+                    "SELECT t.value, r.run_uuid FROM runs r JOIN tags t "
+                    "ON t.run_uuid = r.run_uuid WHERE r.experiment_id = ? AND "
+                    "r.status = 'FINISHED' AND r.lifecycle_stage = 'active' AND t.key = ? "
+                    "ORDER BY r.start_time ASC", (int(experiment_id), tag)).fetchall()
+            finally:
+                con.close()
+            return dict(rows)
+        except (sqlite3.Error, ValueError):
+            pass
+    runs = search_runs(client or uri, [experiment_id], "attributes.status = 'FINISHED'",
+                       order_by=["attributes.start_time ASC"])
+    return {r.data.tags[tag]: r.info.run_id for r in runs if tag in r.data.tags}
+
+
+def experiment_ids(uri_or_client, name: str | None = None) -> list[str]:
+    """The id of experiment ``name`` (``StoreError`` if there is none), or of all of them."""
+    client = _client(uri_or_client)
+    if name:
+        exp = _call(client.get_experiment_by_name, name)
+        if exp is None:
+            raise StoreError(f"no experiment named {name!r} in the store")
+        return [exp.experiment_id]
+    ids, token = [], None
+    while True:
+        page = _call(client.search_experiments, max_results=1000, page_token=token)
+        ids.extend(e.experiment_id for e in page)
+        token = page.token
+        if not token:
+            return ids
+
+
+def get_experiment(uri_or_client, experiment_id: str):
+    return _call(_client(uri_or_client).get_experiment, experiment_id)
+
+
+def get_run(uri_or_client, run_id: str):
+    """The run, or ``None`` when the store has no run ``run_id``."""
+    try:
+        return store_client.retry(_client(uri_or_client).get_run, run_id)
+    except MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise StoreError(first_line(e)) from None
+
+
+# -- artifacts -----------------------------------------------------------------------------
+
+def local_artifact_dirs(uri: str, run) -> list[Path]:
+    """Where a run's artifacts may be on disk, best first.
+
+    In a SQLite store ``<store>/artifacts/<experiment>/<run id>/artifacts`` comes first:
+    it is right for a copied or moved store, whose database still holds the old
+    absolute path, and is the recorded path itself otherwise.
+    """
+    from nets.store.uri import artifact_root, file_path
+
+    recorded = file_path(run.info.artifact_uri or "")
+    out: list[Path] = []
+    root = artifact_root(uri)
+    if root is not None:
+        if recorded is not None and recorded.name == "artifacts" \
+                and recorded.parent.name == run.info.run_id:
+            out.append(Path(root) / recorded.parent.parent.name / run.info.run_id / "artifacts")
+        out.extend(sorted(Path(root).glob(f"*/{run.info.run_id}/artifacts")))
+    if recorded is not None:
+        out.append(recorded)
+    return list(dict.fromkeys(out))
+
+
+def artifact_file(uri_or_client, uri: str, run, name: str, tmp: str | os.PathLike) -> Path | None:
+    """A local path to artifact ``name`` of ``run`` (downloaded into ``tmp`` when the
+    artifacts are served), or ``None`` when the run has no such file."""
+    from nets.store.uri import file_path
+
+    if file_path(run.info.artifact_uri or "") is not None:
+        for d in local_artifact_dirs(uri, run):
+            if (d / name).is_file():
+                return d / name
+        return None
+    try:
+        local = Path(_client(uri_or_client).download_artifacts(run.info.run_id, name, str(tmp)))
+    except Exception:  # noqa: BLE001 - absent, or the server refused: both mean "none"
+        return None
+    return local if local.is_file() else None
+
+
+def artifact_text(uri_or_client, uri: str, run, name: str, max_bytes: int) -> str | None:
+    """Text of artifact ``name`` (``None`` if absent); ``StoreError`` when it is larger
+    than ``max_bytes`` or not UTF-8."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = artifact_file(uri_or_client, uri, run, name, tmp)
+        if path is None:
+            return None
+        if path.stat().st_size > max_bytes:
+            raise StoreError(f"{name} artifact is larger than {max_bytes} bytes: refused")
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise StoreError(f"{name} artifact is not UTF-8 text: refused") from None
+
+
+def log_artifacts(uri_or_client, run_id: str, paths: Iterable[str | os.PathLike]) -> None:
+    client = _client(uri_or_client)
+    for p in paths:
+        _call(client.log_artifact, run_id, str(p))
+
+
+# -- metric histories ----------------------------------------------------------------------
+
+def metric_histories(uri_or_client, run) -> dict[str, list[tuple[int, float]]]:
+    """Every metric of one run as sorted ``(step, value)`` lists (one call per key)."""
+    client = _client(uri_or_client)
+    out = {}
+    for key in run.data.metrics:
+        pts = _call(client.get_metric_history, run.info.run_id, key)
+        out[key] = sorted((int(m.step), float(m.value)) for m in pts)
+    return out
+
+
+class _Points:
+    """Points of many (run, key) series gathered as numpy columns, one batch per query.
+
+    A Python tuple per point costs ~100 bytes: 2 million of them (10,000 runs x 4 keys x
+    50 epochs) were most of the report's memory; columns cost 28 bytes a point.
+    """
+
+    def __init__(self, run_ids: Sequence[str], keys: Sequence[str]):
+        self.run_ids, self.keys = list(run_ids), list(keys)
+        self._run = {r: i for i, r in enumerate(self.run_ids)}
+        self._key = {k: i for i, k in enumerate(self.keys)}
+        self._batches: list[tuple] = []
+
+    def add(self, runs: Sequence[str], keys: Sequence[str], steps: Sequence[int],
+            stamps: Sequence[int], values: Sequence[float]) -> None:
+        n = len(runs)
+        if n:
+            self._batches.append((
+                np.fromiter((self._run[r] for r in runs), np.int32, n),
+                np.fromiter((self._key[k] for k in keys), np.int32, n),
+                np.asarray(steps, np.int64), np.asarray(stamps, np.int64),
+                np.asarray(values, np.float64)))
+
+    def curves(self) -> dict[str, dict[str, Curve]]:
+        """``{run: {key: (steps, values)}}`` sorted by step, one point a step (the
+        latest-logged value wins when a step was logged twice)."""
+        if not self._batches:
+            return {}
+        run, key, step, stamp, value = (np.concatenate(c) for c in zip(*self._batches))
+        self._batches = []
+        order = np.lexsort((value, stamp, step, key, run))
+        run, key, step, value = run[order], key[order], step[order], value[order]
+        # the last point of each (run, key, step): next point differs in any of them
+        last = np.r_[(run[1:] != run[:-1]) | (key[1:] != key[:-1]) | (step[1:] != step[:-1]),
+                     True]
+        run, key, step, value = run[last], key[last], step[last], value[last]
+        starts = np.flatnonzero(np.r_[True, (run[1:] != run[:-1]) | (key[1:] != key[:-1])])
+        ends = np.r_[starts[1:], len(run)]
+        out: dict[str, dict[str, Curve]] = defaultdict(dict)
+        for s, e in zip(starts.tolist(), ends.tolist()):
+            out[self.run_ids[run[s]]][self.keys[key[s]]] = (step[s:e].copy(), value[s:e].copy())
+        return dict(out)
+
+
+def _curves_sqlite(db: Path, run_ids: list[str], keys: list[str]) -> dict:
+    """One read-only SQL query per ``SQL_CHUNK`` run ids on the local file's ``metrics``
+    table (MLflow's client has no bulk history call; one call per run and key was 10x
+    slower at 1,000 runs)."""
+    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=20)
+    try:
+        cols = {row[1] for row in con.execute("PRAGMA table_info(metrics)")}
+        need = {"run_uuid", "key", "value", "step", "timestamp", "is_nan"}
+        if not need <= cols:
+            raise sqlite3.DatabaseError(f"metrics table lacks {sorted(need - cols)}")
+        points = _Points(run_ids, keys)
+        kq = ",".join("?" * len(keys))
+        for i in range(0, len(run_ids), SQL_CHUNK):
+            chunk = run_ids[i:i + SQL_CHUNK]
+            sql = (f"SELECT run_uuid, key, step, timestamp, "
+                   f"CASE WHEN is_nan THEN NULL ELSE value END FROM metrics "
+                   f"WHERE run_uuid IN ({','.join('?' * len(chunk))}) AND key IN ({kq})")
+            rows = con.execute(sql, [*chunk, *keys]).fetchall()
+            if rows:
+                runs, ks, steps, stamps, values = zip(*rows)
+                points.add(runs, ks, steps, stamps,
+                           [math.nan if v is None else v for v in values])
+        return points.curves()
+    finally:
+        con.close()
+
+
+class NoBulkEndpoint(StoreError):
+    """The server does not answer ``get-history-bulk`` (an old or a proxied server)."""
+
+
+def _session(uri: str):
+    """A ``requests`` session with the credentials MLflow's client documents:
+    ``MLFLOW_TRACKING_TOKEN`` (bearer), ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD`` (or a
+    ``user:password@`` in the URI), ``MLFLOW_TRACKING_INSECURE_TLS``,
+    ``MLFLOW_TRACKING_SERVER_CERT_PATH``, ``MLFLOW_TRACKING_CLIENT_CERT_PATH``."""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    s = requests.Session()
+    retries = Retry(total=3, backoff_factor=1, status_forcelist=(429, 502, 503, 504),
+                    allowed_methods=("GET",))
+    s.mount("http://", HTTPAdapter(max_retries=retries, pool_maxsize=THREADS))
+    s.mount("https://", HTTPAdapter(max_retries=retries, pool_maxsize=THREADS))
+    p = urlparse(uri)
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME") or p.username
+    password = os.environ.get("MLFLOW_TRACKING_PASSWORD") or p.password
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        s.headers["Authorization"] = f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"
+    elif user and password:
+        s.auth = (user, password)
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        s.verify = False
+    elif os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        s.verify = os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+    if os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH"):
+        s.cert = os.environ["MLFLOW_TRACKING_CLIENT_CERT_PATH"]
+    return s
+
+
+def _base(uri: str) -> str:
+    """The server's address without credentials: ``http://host:port/prefix``."""
+    p = urlparse(uri.rstrip("/"))
+    host = p.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{p.scheme}://{host}{f':{p.port}' if p.port else ''}{p.path}"
+
+
+def _curves_rest(client, uri: str, run_ids: list[str], keys: list[str]) -> dict:
+    """``get-history-bulk``: one request per 100 runs per key, ``THREADS`` at a time; a
+    response at the server's 25,000-point cap is split and asked again."""
+    session, url = _session(uri), _base(uri) + REST_BULK
+
+    def get(chunk: list[str], key: str) -> list:
+        params = [("run_id", r) for r in chunk] + [("metric_key", key),
+                                                   ("max_results", str(REST_MAX_RESULTS))]
+        try:
+            resp = session.get(url, params=params, timeout=120)
+        except OSError as e:
+            raise StoreError(f"{safe_uri(uri)}: {first_line(e)}") from None
+        if resp.status_code != 200:
+            raise NoBulkEndpoint(f"HTTP {resp.status_code}")
+        pts = resp.json().get("metrics", [])
+        if len(pts) < REST_MAX_RESULTS:
+            return [([p["run_id"] for p in pts], [key] * len(pts),
+                     [int(p.get("step", 0)) for p in pts],
+                     [int(p.get("timestamp", 0)) for p in pts],
+                     [float(p.get("value", math.nan)) for p in pts])]
+        if len(chunk) > 1:
+            half = len(chunk) // 2
+            return get(chunk[:half], key) + get(chunk[half:], key)
+        hist = _call(client.get_metric_history, chunk[0], key)
+        return [([chunk[0]] * len(hist), [key] * len(hist), [m.step for m in hist],
+                 [m.timestamp for m in hist], [m.value for m in hist])]
+
+    tasks = [(run_ids[i:i + REST_CHUNK], k) for i in range(0, len(run_ids), REST_CHUNK)
+             for k in keys]
+    points = _Points(run_ids, keys)
+    with session, ThreadPoolExecutor(THREADS) as pool:
+        for batches in pool.map(lambda t: get(*t), tasks):
+            for batch in batches:
+                points.add(*batch)
+    return points.curves()
+
+
+def _curves_per_run(client, run_ids: list[str], keys: list[str],
+                    available: Mapping[str, Iterable[str]] | None) -> dict:
+    """One ``get_metric_history`` call per run and key (only keys the run has)."""
+    have = {r: set(v) for r, v in (available or {}).items()}
+    tasks = [(r, k) for r in run_ids for k in keys if available is None or k in have.get(r, ())]
+
+    def get(task):
+        r, k = task
+        return r, k, _call(client.get_metric_history, r, k)
+
+    points = _Points(run_ids, keys)
+    with ThreadPoolExecutor(THREADS) as pool:
+        for r, k, hist in pool.map(get, tasks):
+            points.add([r] * len(hist), [k] * len(hist), [m.step for m in hist],
+                       [m.timestamp for m in hist], [m.value for m in hist])
+    return points.curves()
+
+
+METHODS = ("sqlite", "rest", "per-run")
+
+
+def fetch_curves(uri: str, run_ids: Sequence[str], keys: Sequence[str],
+                 available: Mapping[str, Iterable[str]] | None = None,
+                 method: str | None = None, client=None,
+                 note=None) -> tuple[dict, str]:
+    """``{run id: {key: (steps, values)}}`` for every run and key, and how it was fetched.
+
+    Parameters
+    ----------
+    uri : str
+        The tracking URI.
+    run_ids, keys : sequence of str
+        Runs and metric keys wanted (duplicates ignored).
+    available : mapping, optional
+        Run id -> its metric keys; the per-run path asks only for those.
+    method : {"sqlite", "rest", "per-run"}, optional
+        Force one path; by default the fastest the store allows (module doc), falling
+        back to ``per-run`` when a server does not answer the bulk endpoint.
+    note : callable, optional
+        Called with one line when a faster path could not be used.
+    """
+    if method is not None and method not in METHODS:
+        raise ValueError(f"method {method!r}: one of {', '.join(METHODS)}")
+    run_ids, keys = list(dict.fromkeys(run_ids)), list(dict.fromkeys(keys))
+    if not run_ids or not keys:
+        return {}, "none"
+    client = client or store_client.open_client(uri)
+    db = sqlite_path(uri)
+    if method in (None, "sqlite") and db is not None:
+        try:
+            return _curves_sqlite(db, run_ids, keys), "sqlite"
+        except sqlite3.Error as e:
+            if method == "sqlite":
+                raise StoreError(f"{db}: {first_line(e)}") from None
+    if method in (None, "rest") and uri.startswith(("http://", "https://")):
+        try:
+            return _curves_rest(client, uri, run_ids, keys), "rest"
+        except NoBulkEndpoint as e:
+            if method == "rest":
+                raise StoreError(f"{safe_uri(uri)}{REST_BULK} answered {e}") from None
+            if note:
+                note(f"{REST_BULK} answered {e}; fetching one history per call (slower)")
+    return _curves_per_run(client, run_ids, keys, available), "per-run"

@@ -1,0 +1,326 @@
+"""How every read-back command's cost grows with the store (issue 19).
+
+Two stores are filled with one sweep of 100, then 1,000, then 10,000 child runs of 50
+epochs (synthetic, written through ``MlflowClient`` in bulk: one ``create_run``, one
+``log_batch`` of params + 6 curves × 50 epochs + summaries + tags, one
+``set_terminated`` per run): a local SQLite file, and an ``mlflow server`` on a
+throw-away PostgreSQL (started here on 127.0.0.1, as ``tests/test_postgres.py`` does;
+needs the distribution's ``postgresql`` and ``psycopg``). At each size it times:
+
+- ``nets-report`` of the sweep (the whole command in a fresh interpreter, its files
+  logged to the parent), and its peak memory (max RSS of that process);
+- the ``nets-sweep --resume`` skip check of a 1,000-point sweep with everything done:
+  the store-level function that check runs, ``nets.runs.sweep.finished_runs`` (every
+  FINISHED run's config hash), then the 1,000 look-ups ("resume check"), and the same
+  with ``nets.store.read.finished_by_tag`` ("resume (store)": one SQL query on a SQLite
+  file) for the launcher to switch to; the launcher itself is not driven (it would also
+  compose 1,000 Hydra configs, which does not depend on the store);
+- ``nets-cleanup --dry-run`` (the whole command);
+- ``nets-reproduce`` of one real (tiny) run recorded in the same store (the whole
+  command: it reruns the job, so a constant training cost is included);
+- the first page of the MLflow UI's runs table: the ``POST /ajax-api/2.0/mlflow/runs/search``
+  the UI sends (100 runs, newest first), against an ``mlflow server`` on the store.
+
+It prints seconds per command per size, the growth factor per 10× (≈10 = linear), and
+the goals: report <= 10 s at 1,000 runs over a server and <= 30 s at 10,000; resume
+check <= 5 s at 1,000 points; report memory <= 1 GB at 10,000 runs.
+
+    python tests/benchmarks/bench_growth.py [--sizes 100,1000,10000] [--stores sqlite,postgres]
+                                            [--workdir DIR] [--threads 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+from _services import Services, clean_env, postgres_bin  # noqa: E402
+
+EPOCHS = 50
+SWEEP_POINTS = 1000
+UI_PAGE = 100
+GOALS = {("report", "postgres", 1000): 10.0, ("report", "postgres", 10000): 30.0,
+         ("resume check", None, 1000): 5.0, ("resume (store)", None, 1000): 5.0}
+MEMORY_GOAL_MB = 1024
+
+
+def script(name: str) -> list[str]:
+    """Console script ``name`` of this checkout (pyproject.toml) as an argv prefix."""
+    import re
+
+    text = (HERE.parents[1] / "pyproject.toml").read_text()
+    module, func = dict(re.findall(r'^(nets-[a-z-]+) = "([\w.:]+)"$', text, flags=re.M))[name] \
+        .split(":")
+    return [sys.executable, "-c", f"import sys; sys.argv[0] = {name!r}; "
+            f"from {module} import {func}; sys.exit({func}())"]
+
+
+def timed(argv: list[str], cwd: Path) -> tuple[float, float, float, int, str]:
+    """(wall seconds, CPU seconds, peak RSS in MB, exit code, output) of one command in a
+    fresh process. CPU seconds (user + system of the command, not of the server) are
+    what a busy shared machine distorts least."""
+    t = time.perf_counter()
+    p = subprocess.Popen(argv, cwd=cwd, env=clean_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return (time.perf_counter() - t, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+            p.returncode, out)
+
+
+# -- filling a store ----------------------------------------------------------------------
+
+def base_params() -> dict[str, str]:
+    from bench_report import base_params as params
+
+    return params()
+
+
+def fill(uri: str, exp: str, parent: str, start: int, stop: int, threads: int) -> float:
+    """Children ``start..stop-1`` of ``parent``; seconds taken."""
+    import numpy as np
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    base = base_params()
+    lrs = [round(0.5 * 0.8 ** k, 6) for k in range(20)]
+    hidden = ["[16]", "[32]", "[64]", "[128]", "[64, 32]"]
+    acts = ["sigmoid", "tanh", "relu", "elu"]
+
+    def one(i: int) -> None:
+        rng = np.random.default_rng(i)
+        lr, h = lrs[i % 20], hidden[(i // 20) % 5]
+        act, seed = acts[(i // 100) % 4], i // 400
+        params = {**base, "optimizer.lr": str(lr), "model.hidden": h, "model.activation": act,
+                  "seed": str(seed)}
+        run = client.create_run(exp, run_name=f"{act}-lr{lr}-s{seed}", tags={
+            "mlflow.parentRunId": parent, "nets.config_hash": f"{i:016x}",
+            "nets.task": "classification", "nets.sweep_role": "job", "nets.job": str(i)})
+        e = np.arange(EPOCHS)
+        tl = 2.3 * np.exp(-lr * e * 2) + 0.05 + 0.02 * rng.random(EPOCHS)
+        vl = tl + 0.05 + 0.03 * rng.random(EPOCHS)
+        ta = np.clip(1 - tl / 2.5 + 0.02 * rng.standard_normal(EPOCHS), 0, 1)
+        va = np.clip(ta - 0.03 + 0.02 * rng.standard_normal(EPOCHS), 0, 1)
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(y), now, int(s)) for k, ys in
+                   (("train/loss", tl), ("val/loss", vl), ("train/accuracy", ta),
+                    ("val/accuracy", va), ("lr", np.full(EPOCHS, lr)),
+                    ("health/grad_norm/dense0", np.exp(-e / 20))) for s, y in enumerate(ys)]
+        b = int(np.argmax(va))
+        metrics += [Metric(k, float(v), now, 0) for k, v in {
+            "best/val_accuracy": va[b], "best/epoch": b, "final/val_accuracy": va[-1],
+            "final/val_loss": vl[-1], "final/train_loss": tl[-1],
+            "data/chance_accuracy": 0.1}.items()]
+        client.log_batch(run.info.run_id, metrics=metrics,
+                         params=[Param(k, v) for k, v in params.items()],
+                         tags=[RunTag("nets.outcome", "completed"),
+                               RunTag("nets.diagnosis", "healthy")])
+        client.set_terminated(run.info.run_id, "FINISHED")
+
+    t = time.perf_counter()
+    pool = ThreadPoolExecutor(threads)
+    try:
+        for k, _ in enumerate(pool.map(one, range(start, stop)), 1):
+            if k % 1000 == 0:
+                print(f"    {start + k} runs ({time.perf_counter() - t:.0f} s)", flush=True)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)   # Ctrl-C: stop writing at once
+    return time.perf_counter() - t
+
+
+def real_run(uri: str, exp: str) -> str:
+    """One tiny real ``nets-train`` run (it has a config.yaml: reproducible)."""
+    from hydra import compose, initialize_config_dir
+
+    from nets.app import config as appconfig
+    from nets.app.schema import register
+    from nets.runs.job import JobSpec, run_job
+
+    register()
+    with initialize_config_dir(str(appconfig.CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "dataset=blobs", "dataset.n_samples=60", "train.epochs=3", "tracking.progress=off",
+            "tracking.log_weights=false", "tracking.log_plots=false", f"tracking.uri={uri}"])
+    return run_job(JobSpec(appconfig.to_plain(cfg), uri, exp)).run_id
+
+
+# -- the measurements ---------------------------------------------------------------------
+
+def ui_first_page(server: str, exp: str) -> float:
+    """Seconds of the runs table's first request (the faster of two: the first request
+    after a server start also pays for the server's lazy set-up)."""
+    import requests
+
+    body = {"experiment_ids": [exp], "filter": "", "run_view_type": "ACTIVE_ONLY",
+            "max_results": UI_PAGE, "order_by": ["attributes.start_time DESC"]}
+    times = []
+    for _ in range(2):
+        t = time.perf_counter()
+        r = requests.post(f"{server}/ajax-api/2.0/mlflow/runs/search", json=body, timeout=300)
+        times.append(time.perf_counter() - t)
+        assert r.status_code == 200 and len(r.json()["runs"]) == UI_PAGE, r.text[:300]
+    return min(times)
+
+
+def resume_check(uri: str, exp: str, finished) -> float:
+    """Seconds to find which of the 1,000 points of a finished sweep are done."""
+    hashes = [f"{i:016x}" for i in range(SWEEP_POINTS)]
+    t = time.perf_counter()
+    done = finished(uri, exp)
+    skipped = sum(h in done for h in hashes)
+    dt = time.perf_counter() - t
+    assert skipped == SWEEP_POINTS, skipped
+    return dt
+
+
+def measure(uri: str, server: str | None, exp: str, parent: str, real: str, n: int,
+            work: Path) -> dict:
+    out = {}
+    dt, cpu, rss, rc, text = timed([*script("nets-report"), parent, "--uri", uri, "--out",
+                                    str(work / f"report-{n}")], work)
+    assert rc == 0, text[-2000:]
+    assert f"{n} runs" in text, text[:2000]
+    out["report"], out["report CPU"], out["report MB"] = dt, cpu, rss
+    print("    nets-report: " + next((ln.strip() for ln in text.splitlines()
+                                     if ln.startswith("wrote ")), ""), flush=True)
+    if n >= SWEEP_POINTS:
+        from nets.runs import sweep as sweeps
+        from nets.store import read
+
+        out["resume check"] = resume_check(uri, exp, sweeps.finished_runs)
+        out["resume (store)"] = resume_check(
+            uri, exp, lambda u, e: read.finished_by_tag(u, e, "nets.config_hash"))
+    dt, cpu, _, rc, text = timed([*script("nets-cleanup"), "--uri", uri, "--dry-run"], work)
+    assert rc == 0 and "would change 0 runs" in text, text[-2000:]
+    out["cleanup --dry-run"], out["cleanup CPU"] = dt, cpu
+    dt, cpu, _, rc, text = timed([*script("nets-reproduce"), real, "--uri", uri], work)
+    assert rc == 0 and "identical" in text, text[-2000:]
+    out["reproduce"], out["reproduce CPU"] = dt, cpu
+    if server:
+        out["UI first page"] = ui_first_page(server, exp)
+    return out
+
+
+def run_store(kind: str, sizes: list[int], work: Path, threads: int) -> dict:
+    from nets.store import client as store_client, read
+
+    services = Services(work / "services")
+    results = {}
+    try:
+        if kind == "sqlite":
+            db = work / "mlruns" / "mlflow.db"
+            uri = "sqlite:///" + str(db)
+            exp = store_client.prepare_store(uri, "nets")
+            # the UI over the same file, as nets-ui serves it
+            server = services.mlflow_server(uri, work / "mlruns" / "artifacts")
+            write_uri, write_threads = uri, 1     # one writer: SQLite serialises them anyway
+        else:
+            backend = services.postgres()
+            uri = server = services.mlflow_server(backend, work / "artifacts")
+            services.wait_healthy(server)
+            exp = store_client.prepare_store(uri, "nets")
+            write_uri, write_threads = uri, threads
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(write_uri)
+        ids = work / "ids.json"          # a kept SQLite store (--workdir) is filled further
+        if ids.is_file():
+            parent, real = json.loads(ids.read_text())
+            for r in read.children(client, [exp], parent):
+                if r.info.status != "FINISHED":      # cut short by Ctrl-C: written again
+                    client.delete_run(r.info.run_id)
+            have = len(list(read.children(client, [exp], parent)))
+        else:
+            parent = client.create_run(exp, run_name="sweep growth", tags={
+                "nets.sweep_role": "parent", "nets.sweep_name": "growth"}).info.run_id
+            client.set_terminated(parent, "FINISHED")
+            real, have = real_run(uri, exp), 0
+            ids.write_text(json.dumps([parent, real]))
+        for n in sizes:
+            if n < have:          # a kept store is already bigger
+                print(f"  {kind}: {n} runs: skipped (the kept store has {have})")
+                continue
+            print(f"  {kind}: filling to {n} runs ...", flush=True)
+            took = fill(write_uri, exp, parent, have, n, write_threads) if n > have else 0.0
+            have = max(have, n)
+            print(f"  {kind}: {n} runs written in {took:.0f} s; measuring", flush=True)
+            if kind == "sqlite":
+                services.wait_healthy(server)
+            results[n] = measure(uri, server, exp, parent, real, n, work)
+            print(f"  {kind} {n}: " + json.dumps({k: round(v, 2) for k, v in results[n].items()}),
+                  flush=True)
+    finally:
+        services.stop()
+    return results
+
+
+def table(results: dict, sizes: list[int]) -> str:
+    lines = []
+    for kind, res in results.items():
+        keys = [k for k in ("report", "report CPU", "resume check", "resume (store)",
+                            "cleanup --dry-run",
+                            "cleanup CPU", "reproduce", "reproduce CPU", "UI first page")
+                if any(k in r for r in res.values())]
+        head = f"{kind:<9} {'command':<18}" + "".join(f"{n:>10,}" for n in sizes) \
+            + "   growth per 10x   goal"
+        lines += [head, "-" * len(head)]
+        for k in keys:
+            vals = [res.get(n, {}).get(k) for n in sizes]
+            cells = "".join(f"{v:>9.2f}s" if v is not None else f"{'':>10}" for v in vals)
+            growth = [f"{b / a:.1f}x" for a, b in zip(vals, vals[1:]) if a and b]
+            goal = [f"<= {g:.0f} s at {n:,}" for (c, st, n), g in GOALS.items()
+                    if c == k and st in (None, kind)]
+            lines.append(f"{'':<9} {k:<18}{cells}   {', '.join(growth):<16} {'; '.join(goal)}")
+        rss = [res.get(n, {}).get("report MB") for n in sizes]
+        lines.append(f"{'':<9} {'report peak RSS':<18}"
+                     + "".join(f"{v:>8.0f}MB" if v else f"{'':>10}" for v in rss)
+                     + f"   {'':<16} <= {MEMORY_GOAL_MB} MB at 10,000")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="100,1000,10000")
+    p.add_argument("--stores", default="sqlite,postgres")
+    p.add_argument("--workdir", help="keep the stores here (default: a temporary directory)")
+    p.add_argument("--threads", type=int, default=8, help="writers filling the server")
+    a = p.parse_args()
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"   # a line per run written
+    sizes = sorted(int(s) for s in a.sizes.split(","))
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="nets-bench-growth-"))
+    results = {}
+    for kind in a.stores.split(","):
+        if kind == "postgres" and postgres_bin() is None:
+            print("postgres: skipped (no PostgreSQL binaries: apt-get install postgresql)")
+            continue
+        d = work / kind
+        if kind != "sqlite" or not a.workdir:
+            shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True, exist_ok=True)
+        results[kind] = run_store(kind, sizes, d, a.threads)
+        (work / f"results-{kind}.json").write_text(json.dumps(results[kind]))
+    print("\nwall seconds per command (whole commands in a fresh interpreter, except the "
+          "resume check and the UI request); '... CPU': CPU seconds of the command's own "
+          f"process (not the server's); {EPOCHS} epochs per run; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
+    print(table(results, sizes))
+    if not a.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
