@@ -3,8 +3,8 @@
 End to end, as subprocesses, each in its own temporary launch directory (so the store
 is ``<launch dir>/mlruns/mlflow.db``), then the store is read back with ``MlflowClient``.
 Jobs are tiny (60 blobs, 3 epochs) except where a job must last long enough to be
-interrupted. Crashes are injected with the launcher's test-only ``NETS_TEST_CRASH``
-environment variable (``nets/runs/sweep.py``), which no config can reach.
+interrupted. Crashes are injected by a Hydra job callback that lives in the tests
+(``tests/crash_callback.py``, put on the path only here).
 """
 
 from __future__ import annotations
@@ -21,13 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from nets.runs import sweep as sweeps
+from nets.runs import cleanup as cleanups, console, settings as sweeps
 
 BIN = Path(sys.executable).parent
 TINY = ["dataset=blobs", "dataset.n_samples=60", "train.epochs=3", "tracking.progress=off"]
 EPOCH_METRICS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr")
 DROP_ENV = ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR", "MLFLOW_EXPERIMENT_NAME",
-            "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", sweeps.TEST_CRASH_ENV)
+            "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "NETS_TEST_CRASH")
+TESTS = Path(__file__).parent
+CRASH = "+hydra.callbacks.crash._target_=crash_callback.Crash"
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -82,11 +84,11 @@ def test_workers_times_blas_threads_fit_the_cores():
 
 
 def test_resume_hint_and_ages(monkeypatch):
-    monkeypatch.setattr(sweeps, "COMMAND", ["nets-sweep", "example", "seed=1"])
-    assert sweeps.resume_command() == "nets-sweep example seed=1 --resume"
-    monkeypatch.setattr(sweeps, "COMMAND", ["/x/bin/nets-train", "-m", "seed=range(0,3)"])
-    assert sweeps.resume_command() == "nets-train -m 'seed=range(0,3)' hydra.launcher.resume=true"
-    assert [sweeps.parse_age(a) for a in ("90s", "30m", "2h", "1d", "5")] == [90, 1800, 7200,
+    monkeypatch.setattr(console, "COMMAND", ["nets-sweep", "example", "seed=1"])
+    assert console.resume_command() == "nets-sweep example seed=1 --resume"
+    monkeypatch.setattr(console, "COMMAND", ["/x/bin/nets-train", "-m", "seed=range(0,3)"])
+    assert console.resume_command() == "nets-train -m 'seed=range(0,3)' hydra.launcher.resume=true"
+    assert [cleanups.parse_age(a) for a in ("90s", "30m", "2h", "1d", "5")] == [90, 1800, 7200,
                                                                             86400, 5]
 
 
@@ -152,7 +154,8 @@ def test_sixteen_jobs_eight_workers_fresh_store_repeated(tmp_path):
 def test_crashing_jobs_fail_alone_and_are_all_reported(tmp_path):
     crash = "1:raise,2:exit,3:sigkill,4:sys_exit,5:unpicklable"
     p = run(tmp_path, "nets-train", "-m", "hydra.launcher.n_jobs=2", "seed=range(0,8)", *TINY,
-            NETS_TEST_CRASH=crash)
+            CRASH, NETS_TEST_CRASH=crash,
+            PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     ok(p, 1)
     kids, (parent,) = runs_of(tmp_path)
     final = {}

@@ -6,6 +6,7 @@ process; the job itself (``nets.runs.job.run_job``) only sees plain data.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -31,24 +32,64 @@ def prepare(plain: dict, launch_dir: str) -> tuple[str | None, str | None]:
     return uri, store_client.prepare_store(uri, tr["experiment"])
 
 
-def train(cfg: DictConfig, overrides: list[str] | None = None) -> JobStatus:
-    """Check the composed config, prepare the store, run and record one job."""
-    from nets.train import build_run
+_DATA_CACHE: dict = {}
+
+
+def check(cfg: DictConfig) -> dict:
+    """The strict check of one config, before anything is recorded; the plain config.
+
+    The whole run is built (data loaded, model built): every bad value, missing file or
+    senseless combination is reported while the store is still untouched. A sweep's
+    launcher calls this for every point (``task.check``); the datasets are cached by
+    (dataset, seed), so a sweep over 8 rates loads its data once here.
+    """
+    from nets.train import build_run, make_rngs
+    from nets.data import DATASETS
 
     plain = appconfig.to_plain(cfg)
-    # Build once before recording anything: every bad value, missing file or senseless
-    # combination is reported while the store is still untouched.
-    build_run({k: v for k, v in plain.items() if k != "tracking"})
     tracking_of(plain)
+    core = {k: v for k, v in plain.items() if k not in ("tracking", "diagnostics")}
+    data = None
+    seed, spec = core.get("seed", 0), core.get("dataset", "digits")
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0:
+        key = json.dumps([spec, seed], sort_keys=True, default=str)
+        if key not in _DATA_CACHE:
+            if len(_DATA_CACHE) >= 4:
+                _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
+            _DATA_CACHE[key] = DATASETS.build(spec, key="dataset").load(make_rngs(seed)["data"])
+        data = _DATA_CACHE[key]
+    build_run(core, data=data)
+    return plain
+
+
+def train(cfg: DictConfig, overrides: list[str] | None = None) -> JobStatus:
+    """Check the composed config, prepare the store, run and record one job.
+
+    Inside a sweep of the ``nets`` launcher the job's run is already open and active
+    (the launcher made it): the job records into it instead of opening its own.
+    """
+    from nets.store import active
+
+    run_id = active.active_run_id()
+    if run_id is not None:  # in a sweep: the launcher checked every point already
+        plain = appconfig.to_plain(cfg)
+        return run_job(JobSpec(plain, os.environ.get("MLFLOW_TRACKING_URI"),
+                               os.environ.get("MLFLOW_EXPERIMENT_ID"), run_id=run_id,
+                               overrides=list(overrides or [])))
+    plain = check(cfg)
     uri, exp_id = prepare(plain, os.getcwd())
     return run_job(JobSpec(plain, uri, exp_id, overrides=list(overrides or [])))
 
 
-@hydra.main(version_base="1.3", config_path=str(appconfig.CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> None:
+def task(cfg: DictConfig) -> JobStatus:
+    """The task function: one run alone (``nets-train``), or one job of a sweep."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    overrides = list(HydraConfig.get().overrides.task)
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    if hc.mode == RunMode.MULTIRUN:
+        return train(cfg, overrides)  # the launcher records and reports failures
     try:
         status = train(cfg, overrides)
     except ConfigError as e:
@@ -60,6 +101,12 @@ def main(cfg: DictConfig) -> None:
         _fail("interrupted: the run was recorded as KILLED", 130)
     if status.run_id:
         print(f"run {status.run_id} {status.status} ({status.outcome})", file=sys.stderr)
+    return status
+
+
+task.check = check
+main = hydra.main(version_base="1.3", config_path=str(appconfig.CONF_DIR),
+                  config_name="config")(task)
 
 
 def _fail(line: str, code: int) -> None:
@@ -78,12 +125,48 @@ def cli() -> None:
     except ConfigError as e:
         print(f"nets-train: config error: {e}", file=sys.stderr)
         sys.exit(2)
-    main()
-    # A multirun by the nets launcher prints every failure and a summary itself and
-    # reports the outcome here, so Hydra never re-raises only the first failure.
+    run_main(main)
+
+
+class _WithoutHydraHint:
+    """stderr minus Hydra's "Set the environment variable HYDRA_FULL_ERROR=1" line: nets'
+    errors are one line (``HYDRA_FULL_ERROR=1`` still gives the whole trace)."""
+
+    HINT = "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace."
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return len(text) if text.strip() == self.HINT else self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def run_main(entry) -> None:
+    """Run a Hydra entry point; exit with the sweep's own code (see below)."""
+    stderr, sys.stderr = sys.stderr, _WithoutHydraHint(sys.stderr)
+    try:
+        entry()
+    except SystemExit as e:
+        if e.code not in (0, None):
+            exit_with_sweep_code(int(e.code) if isinstance(e.code, int) else 1)
+        raise
+    finally:
+        sys.stderr = stderr
+    exit_with_sweep_code(0)
+
+
+def exit_with_sweep_code(code: int) -> None:
+    """A multirun by the nets launcher prints every failure and a summary itself; Hydra
+    then exits 1 on the first failure. Exit with the sweep's own code instead (2: the
+    sweep was rejected before anything ran; 130: interrupted)."""
     sweeps = sys.modules.get("nets.runs.sweep")
     if sweeps is not None and sweeps.EXIT_CODE:
         sys.exit(sweeps.EXIT_CODE)
+    if code:
+        sys.exit(code)
 
 
 def _compose_check(argv: list[str]) -> None:

@@ -177,6 +177,9 @@ class JobSpec:
         Extra tags (sweep id, job number, attempt ...).
     overrides : list of str
         The command-line overrides that produced the config (artifact ``overrides.yaml``).
+    run_id : str, optional
+        An open run to record into: the child run a sweep launcher opened and owns (it
+        logged the config as params, and it ends the run and records a failure).
     """
 
     config: dict
@@ -185,6 +188,7 @@ class JobSpec:
     parent_run_id: str | None = None
     tags: dict = field(default_factory=dict)
     overrides: list = field(default_factory=list)
+    run_id: str | None = None        # record into this open run (a sweep launcher's)
 
 
 @dataclass
@@ -224,9 +228,21 @@ def run_job(spec: JobSpec, stream=None) -> JobStatus:
     core = {k: v for k, v in cfg.items() if k not in ("tracking", "diagnostics")}
     run = build_run(core)  # ConfigError here means nothing was recorded
     dset = diagnostics.DiagnosticsSettings.from_config(cfg.get("diagnostics"))
+    attached = spec.run_id is not None
+    if attached and stream is None:
+        from nets.runs.workers import current_log
+
+        stream = current_log()
     progress = Progress(tr["progress"], run.settings.epochs, stream=stream)
     rec = None
-    if tr["enabled"]:
+    if attached:
+        from nets.store import client as store_client, write as store_write
+
+        rec = store_write.RunRecorder(spec.uri, spec.experiment_id, "", run_id=spec.run_id)
+        rec.set_tags({"nets.config_hash": config_hash(cfg), "nets.dataset": run.data.name,
+                      "nets.task": run.data.task, **store_client.versions(), **git_state(),
+                      **blas_state(), **spec.tags})
+    elif tr["enabled"]:
         from nets.store import client as store_client, write as store_write
 
         tags = {"nets.config_hash": config_hash(cfg), "nets.dataset": run.data.name,
@@ -236,7 +252,7 @@ def run_job(spec: JobSpec, stream=None) -> JobStatus:
         rec = store_write.RunRecorder(spec.uri, spec.experiment_id, tr["run_name"] or run_name(core),
                                    tags=tags, parent_run_id=spec.parent_run_id)
     try:
-        if rec is not None:
+        if rec is not None and not attached:
             rec.log_params(store_write.flatten(core))
             rec.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
             rec.log_text(yaml.safe_dump(list(spec.overrides)), "overrides.yaml")
@@ -263,10 +279,17 @@ def run_job(spec: JobSpec, stream=None) -> JobStatus:
             rec.log_text(note, "diagnosis.md")
             _log_artifacts(rec, run, res, tr)
             rec.log_text("\n".join(progress.lines) + "\n", "console.log")
-            rec.end("FINISHED")
+            if attached:
+                rec.flush()
+            else:
+                rec.end("FINISHED")
         return JobStatus("FINISHED", rec.run_id if rec else None, res.outcome,
                          diagnosis=verdict, metrics={k: float(v) for k, v in summ.items()})
     except BaseException as exc:  # noqa: BLE001 - the run must end whatever happened
+        if attached:  # the launcher records the failure, with this traceback
+            with _quiet():
+                rec.flush()
+            raise
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         line = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
         if rec is not None:
@@ -326,3 +349,16 @@ def _log_artifacts(rec, run: Run, res: Result, tr: Mapping[str, Any]) -> None:
         chance = 1.0 / run.data.n_classes if run.data.task == "classification" else None
         rec.log_figure(curves_figure(res.history, chance=chance, title=rec.run.info.run_name),
                        "curves.png")
+
+
+def sweep_task(config: dict, guard) -> JobStatus:
+    """nets' own job as a sweep's worker-side callable, without Hydra (``Job.fn``;
+    benchmarks and scripts): trains into the child run the launcher made active."""
+    from nets.store import active
+
+    def task(cfg: dict) -> JobStatus:
+        run_id = active.active_run_id()
+        return run_job(JobSpec(cfg, os.environ.get("MLFLOW_TRACKING_URI"),
+                               os.environ.get("MLFLOW_EXPERIMENT_ID"), run_id=run_id))
+
+    return guard(task, config)
