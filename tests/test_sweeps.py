@@ -92,6 +92,17 @@ def test_resume_hint_and_ages(monkeypatch):
                                                                             86400, 5]
 
 
+def test_status_line_counts_killed_apart_and_its_eta_counts_down():
+    counts = {"FINISHED": 2, "SKIPPED": 0, "FAILED": 1, "KILLED": 1, "PENDING": 2}
+    # two jobs left, one running; finished jobs took 4 s each; one worker
+    early = console.status_text(counts, 1, 0, 10.0, [1.0], [4.0, 4.0], 1, False)
+    later = console.status_text(counts, 1, 0, 12.0, [3.0], [4.0, 4.0], 1, False)
+    assert "2 done, 1 running, 1 failed, 1 killed, 2 left" in early
+    assert early.endswith("ETA 0:11") and later.endswith("ETA 0:09")
+    stopping = console.status_text(counts, 1, 0, 12.0, [3.0], [4.0, 4.0], 1, True)
+    assert stopping.endswith("ETA ?")
+
+
 @pytest.mark.slow
 def test_dry_run_lists_jobs_and_records_nothing(tmp_path):
     p = ok(run(tmp_path, "nets-sweep", "example", "--dry-run"))

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from nets.app import config as appconfig
 from nets.app.schema import register
-from nets.runs.job import JobFailed, JobSpec, JobStatus, run_job, tracking_of
+from nets.runs.job import JobFailed, JobSpec, JobStatus, RunConfig, run_job, tracking_of
 from nets.registry import ConfigError
 
 register()
@@ -35,30 +35,38 @@ def prepare(plain: dict, launch_dir: str) -> tuple[str | None, str | None]:
 _DATA_CACHE: dict = {}
 
 
+def dataset_for(core: dict):
+    """The loaded dataset of a config's (dataset, seed), kept for the next config with
+    the same pair in this process (a sweep's launcher checking every point, a worker
+    running one job after another); ``None`` if the seed is bad (``build_run`` says so).
+    """
+    from nets.data import DATASETS
+    from nets.train import make_rngs
+
+    seed, spec = core.get("seed", 0), core.get("dataset", "digits")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        return None
+    key = json.dumps([spec, seed], sort_keys=True, default=str)
+    if key not in _DATA_CACHE:
+        if len(_DATA_CACHE) >= 4:
+            _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
+        _DATA_CACHE[key] = DATASETS.build(spec, key="dataset").load(make_rngs(seed)["data"])
+    return _DATA_CACHE[key]
+
+
 def check(cfg: DictConfig) -> dict:
     """The strict check of one config, before anything is recorded; the plain config.
 
     The whole run is built (data loaded, model built): every bad value, missing file or
     senseless combination is reported while the store is still untouched. A sweep's
-    launcher calls this for every point (``task.check``); the datasets are cached by
-    (dataset, seed), so a sweep over 8 rates loads its data once here.
+    launcher calls this for every point (``task.check``); datasets are loaded once per
+    (dataset, seed) for the whole check (``dataset_for``).
     """
-    from nets.train import build_run, make_rngs
-    from nets.data import DATASETS
+    from nets.train import build_run
 
     plain = appconfig.to_plain(cfg)
-    tracking_of(plain)
-    core = {k: v for k, v in plain.items() if k not in ("tracking", "diagnostics")}
-    data = None
-    seed, spec = core.get("seed", 0), core.get("dataset", "digits")
-    if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0:
-        key = json.dumps([spec, seed], sort_keys=True, default=str)
-        if key not in _DATA_CACHE:
-            if len(_DATA_CACHE) >= 4:
-                _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
-            _DATA_CACHE[key] = DATASETS.build(spec, key="dataset").load(make_rngs(seed)["data"])
-        data = _DATA_CACHE[key]
-    build_run(core, data=data)
+    core = RunConfig.of(plain).core
+    build_run(core, data=dataset_for(core))
     return plain
 
 
@@ -75,7 +83,8 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> JobStatus:
         plain = appconfig.to_plain(cfg)
         return run_job(JobSpec(plain, os.environ.get("MLFLOW_TRACKING_URI"),
                                os.environ.get("MLFLOW_EXPERIMENT_ID"), run_id=run_id,
-                               overrides=list(overrides or [])))
+                               overrides=list(overrides or [])),
+                       data=dataset_for(RunConfig.of(plain).core))
     plain = check(cfg)
     uri, exp_id = prepare(plain, os.getcwd())
     return run_job(JobSpec(plain, uri, exp_id, overrides=list(overrides or [])))

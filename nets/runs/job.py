@@ -19,9 +19,9 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import yaml
@@ -29,14 +29,31 @@ import yaml
 from nets import diagnostics
 from nets.train import Result, Run, build_run
 
-TRACKING_DEFAULTS = {"enabled": True, "uri": None, "experiment": "nets", "run_name": None,
-                     "log_weights": True, "log_plots": True, "progress": "auto"}
+# The sections a run config is split into at the border; only ``core`` decides the numbers.
+SECTIONS = ("tracking", "diagnostics")
+
+
+@dataclass
+class Tracking:
+    """The ``tracking`` section: where and how a run is recorded. The one schema:
+    ``nets.app.schema`` registers this class for Hydra's type checks."""
+
+    enabled: bool = True                 # false: train without recording anything
+    uri: Optional[str] = None            # null: $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db
+    experiment: str = "nets"             # MLflow experiment name
+    run_name: Optional[str] = None       # null: built from the settings (tanh-mse-sgd-lr0.1)
+    log_weights: bool = True             # final weights as weights.npz
+    log_plots: bool = True               # curves.png
+    progress: str = "auto"               # auto | bar | lines | off
+
+
+TRACKING_DEFAULTS = asdict(Tracking())
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """Hash of everything that determines the numbers (``tracking`` and ``diagnostics``
     excluded: they change what is recorded, never the trained weights or curves)."""
-    core = {k: v for k, v in cfg.items() if k not in ("tracking", "diagnostics")}
+    core = {k: v for k, v in cfg.items() if k not in SECTIONS}
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -221,19 +238,47 @@ def tracking_of(cfg: Mapping[str, Any]) -> dict:
     return tr
 
 
-def run_job(spec: JobSpec, stream=None) -> JobStatus:
-    """Build, train and record one run (see module docstring)."""
+@dataclass
+class RunConfig:
+    """A resolved plain config, split once at the border into its typed sections.
+
+    Attributes
+    ----------
+    core : dict
+        Everything that determines the numbers (model, data, optimizer, train, seed ...):
+        what ``build_run`` gets, what ``config_hash`` hashes, what is logged as params.
+    diagnostics : DiagnosticsSettings
+    tracking : Tracking
+    """
+
+    core: dict
+    diagnostics: Any
+    tracking: Tracking
+
+    @classmethod
+    def of(cls, cfg: Mapping[str, Any]) -> "RunConfig":
+        """Split and check (``ConfigError`` naming a bad ``tracking`` key or value)."""
+        return cls({k: v for k, v in cfg.items() if k not in SECTIONS},
+                   diagnostics.DiagnosticsSettings.from_config(cfg.get("diagnostics")),
+                   Tracking(**tracking_of(cfg)))
+
+
+def run_job(spec: JobSpec, stream=None, data=None) -> JobStatus:
+    """Build, train and record one run (see module docstring).
+
+    ``data``: the loaded dataset for this config's (dataset, seed), when the caller
+    holds it already (a sweep's worker keeps the ones it loaded); ``None`` loads it.
+    """
     cfg = spec.config
-    tr = tracking_of(cfg)
-    core = {k: v for k, v in cfg.items() if k not in ("tracking", "diagnostics")}
-    run = build_run(core)  # ConfigError here means nothing was recorded
-    dset = diagnostics.DiagnosticsSettings.from_config(cfg.get("diagnostics"))
+    rc = RunConfig.of(cfg)
+    tr, core, dset = rc.tracking, rc.core, rc.diagnostics
+    run = build_run(core, data=data)  # ConfigError here means nothing was recorded
     attached = spec.run_id is not None
     if attached and stream is None:
         from nets.runs.workers import current_log
 
         stream = current_log()
-    progress = Progress(tr["progress"], run.settings.epochs, stream=stream)
+    progress = Progress(tr.progress, run.settings.epochs, stream=stream)
     rec = None
     if attached:
         from nets.store import client as store_client, write as store_write
@@ -242,14 +287,14 @@ def run_job(spec: JobSpec, stream=None) -> JobStatus:
         rec.set_tags({"nets.config_hash": config_hash(cfg), "nets.dataset": run.data.name,
                       "nets.task": run.data.task, **store_client.versions(), **git_state(),
                       **blas_state(), **spec.tags})
-    elif tr["enabled"]:
+    elif tr.enabled:
         from nets.store import client as store_client, write as store_write
 
         tags = {"nets.config_hash": config_hash(cfg), "nets.dataset": run.data.name,
                 "nets.task": run.data.task, "nets.host": socket.gethostname(),
                 "nets.pid": os.getpid(), **store_client.versions(), **git_state(), **blas_state(),
                 **spec.tags}
-        rec = store_write.RunRecorder(spec.uri, spec.experiment_id, tr["run_name"] or run_name(core),
+        rec = store_write.RunRecorder(spec.uri, spec.experiment_id, tr.run_name or run_name(core),
                                    tags=tags, parent_run_id=spec.parent_run_id)
     try:
         if rec is not None and not attached:
@@ -335,15 +380,15 @@ class _quiet:
         return exc[0] is not None and not issubclass(exc[0], KeyboardInterrupt)
 
 
-def _log_artifacts(rec, run: Run, res: Result, tr: Mapping[str, Any]) -> None:
-    if tr["log_weights"]:
+def _log_artifacts(rec, run: Run, res: Result, tr: Tracking) -> None:
+    if tr.log_weights:
         buf = io.BytesIO()
         np.savez(buf, **run.model.get_weights())
         with tempfile.TemporaryDirectory() as d:
             path = Path(d, "weights.npz")
             path.write_bytes(buf.getvalue())
             rec.log_file(path)
-    if tr["log_plots"]:
+    if tr.log_plots:
         from nets.report.plots import curves_figure
 
         chance = 1.0 / run.data.n_classes if run.data.task == "classification" else None
