@@ -44,16 +44,18 @@ def test_discovery():
     assert NetsLauncher.__name__ in names and NetsDaskLauncher.__name__ in names
 
 
+# (the suites extend the ``overrides`` list they get: each class gets its own copy)
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher_name, overrides", [("nets", LOCAL)])
+@pytest.mark.parametrize("launcher_name, overrides", [("nets", list(LOCAL))])
 class TestNetsLauncher(LauncherTestSuite):
     pass
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher_name, overrides", [("nets", LOCAL)])
+@pytest.mark.parametrize("launcher_name, overrides", [
+    ("nets", [*LOCAL, "hydra/sweeper=basic", "hydra.sweeper.max_batch_size=2"])])
 class TestNetsLauncherBatched(BatchedSweeperTestSuite):
-    pass
+    """As Hydra's own basic launcher runs this suite: batches of 2 from the basic sweeper."""
 
 
 @pytest.mark.slow
@@ -65,6 +67,6 @@ class TestNetsLauncherIntegration(IntegrationTestSuite):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher_name, overrides", [("nets_dask", DASK)])
+@pytest.mark.parametrize("launcher_name, overrides", [("nets_dask", list(DASK))])
 class TestNetsDaskLauncher(LauncherTestSuite):
     pass

@@ -5,7 +5,9 @@ the joblib launcher's ``_core``): plan the batch in the launching process, hand 
 Planning composes every point here (``load_sweep_config``), sets ``hydra.job.num/id``,
 and, when the task function has a ``check`` attribute, calls ``check(task_cfg)`` for
 every point before anything is recorded: one bad point rejects the whole sweep in one
-line (nets' own ``nets-train`` task exposes such a check; any app may). The composed
+line (nets' own ``nets-train`` task exposes such a check; any app may). A task may also
+say where each point is recorded (``tracking(cfg)`` returning ``tracking``, ``uri``,
+``experiment``), over the launcher's settings. The composed
 config travels to the worker, which never re-reads config files (research R-D2).
 
 In the worker, ``run_hydra_job`` restores Hydra's singletons and calls Hydra's own
@@ -61,8 +63,8 @@ def run_hydra_job(payload: _Payload, guard) -> JobReturn:
                   config=payload.config, job_dir_key="hydra.sweep.dir",
                   job_subdir_key="hydra.sweep.subdir")
     if not picklable(ret):  # an exception or value that cannot travel back
-        value = ret._return_value
-        ret._return_value = (RuntimeError(f"{type(value).__name__}: {value}")
+        value = ret._return_value  # the getter would raise it for a FAILED job
+        ret.return_value = (RuntimeError(f"{type(value).__name__}: {value}")
                              if ret.status == JobStatus.FAILED else repr(value))
     return ret
 
@@ -82,6 +84,7 @@ def plan(launcher, settings: Settings, job_overrides: Sequence[Sequence[str]],
 
     config, loader = launcher.config, launcher.hydra_context.config_loader
     check = getattr(launcher.task_function, "check", None)
+    tracking_hook = getattr(launcher.task_function, "tracking", None)
     singletons = Singleton.get_state()
     launch_dir = os.getcwd()
     sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -108,12 +111,14 @@ def plan(launcher, settings: Settings, job_overrides: Sequence[Sequence[str]],
                 except Exception as e:
                     raise LauncherError(f"config error: sweep job {idx} "
                                         f"({' '.join(overrides)}): {e}") from None
-            # Tracking settings per point: an app may interpolate them from its config.
-            own = cfg.hydra.launcher
-            tracking = bool(OmegaConf.select(own, "tracking", default=settings.tracking))
-            uri = OmegaConf.select(own, "uri", default=settings.uri)
-            experiment = OmegaConf.select(own, "experiment", default=settings.experiment) \
-                or str(cfg.hydra.job.name)
+            # Where this point is recorded: the launcher's settings, or the task's own
+            # answer (``task.tracking(cfg)``: nets-train follows its tracking.* keys).
+            where = {"tracking": settings.tracking, "uri": settings.uri,
+                     "experiment": settings.experiment}
+            if tracking_hook is not None:
+                where.update(tracking_hook(task_cfg))
+            tracking, uri = bool(where["tracking"]), where["uri"]
+            experiment = where["experiment"] or str(cfg.hydra.job.name)
             subdir = str(cfg.hydra.sweep.subdir)
             jobs.append(sweeps.Job(
                 idx, overrides, _plain(task_cfg), run_hydra_job,
@@ -153,7 +158,7 @@ def _job_return(job: sweeps.Job, launcher) -> JobReturn:
     if isinstance(job.value, JobReturn):
         ret = job.value
         if job.status != "FINISHED" and ret.status != JobStatus.FAILED:
-            ret.status, ret._return_value = JobStatus.FAILED, RuntimeError(job.error or job.status)
+            ret.status, ret.return_value = JobStatus.FAILED, RuntimeError(job.error or job.status)
         return ret
     cfg = job.payload.config
     task_cfg = copy.deepcopy(cfg)
@@ -166,7 +171,7 @@ def _job_return(job: sweeps.Job, launcher) -> JobReturn:
         ret.status, ret.return_value = JobStatus.COMPLETED, None
     else:
         ret.status = JobStatus.FAILED
-        ret._return_value = RuntimeError(f"job {job.number} {job.status}: {job.error or '?'}")
+        ret.return_value = RuntimeError(f"job {job.number} {job.status}: {job.error or '?'}")
     return ret
 
 
@@ -201,7 +206,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
         _remove_if_only_multirun_yaml(sweep_dir)
         return [JobReturn(overrides=list(j.overrides), cfg=None, hydra_cfg=None,
                           working_dir="", task_name="", status=JobStatus.COMPLETED,
-                          _return_value=None) for j in jobs]
+                          _return_value=None) for j in jobs]  # (the field's own name)
     try:
         sweep.connect()
     except ValueError as e:

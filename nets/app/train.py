@@ -113,7 +113,14 @@ def task(cfg: DictConfig) -> JobStatus:
     return status
 
 
-task.check = check
+def tracking(cfg: DictConfig) -> dict:
+    """Where the launcher records this config's job: its ``tracking`` section."""
+    tr = RunConfig.of(appconfig.to_plain(cfg)).tracking
+    return {"tracking": tr.enabled, "uri": tr.uri, "experiment": tr.experiment}
+
+
+task.check = check          # the launcher's strict check of every point
+task.tracking = tracking    # and where it records each one
 main = hydra.main(version_base="1.3", config_path=str(appconfig.CONF_DIR),
                   config_name="config")(task)
 

@@ -324,7 +324,7 @@ class Sweep:
     def _dispatch(self) -> None:
         pending = deque(j for j in self.jobs if j.status == "PENDING")
         skipped = [j for j in self.jobs if j.status == "SKIPPED"]
-        self.slots = [Slot(self._make_executor) for _ in range(self.workers)]
+        self.slots = [Slot(self._make_executor, self.threads) for _ in range(self.workers)]
         self.pending = pending
         self._say(f"sweep {self.name} ({self.sweep_id}): {len(self.jobs)} jobs"
                   + (f", {len(skipped)} skipped (already FINISHED)" if skipped else "")
@@ -483,8 +483,10 @@ class Sweep:
                     job.status = "KILLED" if self.interrupted else "FAILED"
                     job.error = job.error or ("stopped by Ctrl-C" if self.interrupted
                                               else "the launcher stopped")
-            else:
+            elif self.interrupted:
                 slot.discard()
+            else:
+                slot.keep()
         for j in self.jobs:  # requeued or never dispatched
             if j.status == "RUNNING":
                 j.status = "KILLED"

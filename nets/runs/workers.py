@@ -257,11 +257,29 @@ def execute(task: Task) -> JobResult:
 
 # -- driver side: one slot ----------------------------------------------------------------
 
+# Healthy idle workers of finished sweeps in this launcher process, by BLAS thread count:
+# the next sweep (Hydra's next batch, another sweep in the same process) reuses them
+# instead of paying the worker start-up again.
+_IDLE: dict[int, list] = {}
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Slot:
     """One worker process in its own loky executor (see the module docstring)."""
 
-    def __init__(self, make: Callable[[], Any]):
-        self.make = make
+    def __init__(self, make: Callable[[], Any], key: int = 0):
+        self.make, self.key = make, key
         self.executor = None
         self.pid_future = None
         self.job = None
@@ -287,6 +305,15 @@ class Slot:
         return None
 
     def start(self) -> None:
+        idle = _IDLE.get(self.key, [])
+        while idle:
+            executor, pid_future = idle.pop()
+            if pid_future.done() and not pid_future.exception() and _alive(pid_future.result()):
+                self.executor, self.pid_future = executor, pid_future
+                self.ready_at = time.monotonic()
+                self.first_ready = self.first_ready or self.ready_at
+                return
+            executor.shutdown(wait=False, kill_workers=True)
         self.executor, self.ready_at = self.make(), None
         # The worker's pid (to signal it); its arrival also marks when the job starts.
         self.pid_future = self.executor.submit(os.getpid)
@@ -316,6 +343,14 @@ class Slot:
     def release(self) -> None:
         self.job = self.future = None
         self.stop_reason = self.kill_at = None
+
+    def keep(self) -> None:
+        """Give a healthy idle worker back for the next sweep in this process."""
+        if self.executor is not None and self.job is None and _alive(self.pid):
+            _IDLE.setdefault(self.key, []).append((self.executor, self.pid_future))
+            self.executor = self.pid_future = self.ready_at = None
+        else:
+            self.discard()
 
     def discard(self) -> None:
         """Drop the executor (broken, or to be killed); the next job gets a fresh worker."""

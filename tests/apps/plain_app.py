@@ -47,9 +47,11 @@ def task(cfg: DictConfig) -> float:
             os._exit(3)
         if cfg.mode == "sleep":
             time.sleep(cfg.pause)
-        for key, value in row.items():
-            mlflow.log_metric(key, value, step=epoch)
-    mlflow.log_param("my_own_param", "hello")
+        if cfg.log:
+            for key, value in row.items():
+                mlflow.log_metric(key, value, step=epoch)
+    if cfg.log:
+        mlflow.log_param("my_own_param", "hello")
     return rows[-1]["val/accuracy"]
 
 

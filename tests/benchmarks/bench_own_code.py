@@ -7,7 +7,8 @@ each time. The difference of the two wall times divided by the difference of N i
 cost of one more job: dispatch, Hydra's ``run_job`` (output dir, ``.hydra/`` files),
 the child run (params, config artifacts), the task's own logging calls, the diagnosis
 read-back and the run's end. The task's numpy work alone is timed in this process and
-printed next to it. Run with tracking on and off to split recording from the rest.
+printed next to it. Run with tracking on and off (the app then logs nothing) to split
+recording from the rest.
 
 Target: <= 0.3 s per job (issue 4's figure for nets' own jobs). Timings on a shared
 machine vary with its load; the load average is printed.
@@ -34,7 +35,7 @@ def sweep(n: int, tracking: bool) -> float:
         t = time.perf_counter()
         subprocess.run([sys.executable, str(APP), "-m", "hydra/launcher=nets",
                         "hydra.launcher.n_jobs=1", f"hydra.launcher.tracking={str(tracking).lower()}",
-                        f"seed=range(0,{n})"], cwd=d, env=env, check=True, capture_output=True)
+                        f"log={str(tracking).lower()}", f"seed=range(0,{n})"], cwd=d, env=env, check=True, capture_output=True)
         return time.perf_counter() - t
 
 
