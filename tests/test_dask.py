@@ -23,15 +23,14 @@ import pytest
 pytest.importorskip("distributed")
 
 from nets.runs import cluster as nd  # noqa: E402
-from nets.runs import sweep as sweeps  # noqa: E402
-from nets.runs.job import JobSpec  # noqa: E402
+from nets.runs.records import RunSpec  # noqa: E402
 from nets.registry import ConfigError  # noqa: E402
 
 BIN = Path(sys.executable).parent
 TINY = ["dataset=blobs", "dataset.n_samples=60", "tracking.progress=off"]
 EPOCH_METRICS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr")
 DROP_ENV = ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR", "MLFLOW_EXPERIMENT_NAME",
-            "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", sweeps.TEST_CRASH_ENV)
+            "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "NETS_TEST_CRASH")
 
 
 def env(**extra: str) -> dict:
@@ -66,10 +65,10 @@ def test_sqlite_refused_for_multi_host_cluster():
 
 
 def test_settings_of_checks_and_normalises():
-    s = nd.settings_of({"address": "127.0.0.1:8786", "max_retries": 2})
+    s = nd.DaskSettings.from_params({"address": "127.0.0.1:8786", "max_retries": 2})
     assert s.address == "tcp://127.0.0.1:8786" and s.max_retries == 2 and s.allowed_failures == 0
     with pytest.raises(ConfigError, match="allowed_failures"):
-        nd.settings_of({"allowed_failures": -1})
+        nd.DaskSettings.from_params({"allowed_failures": -1})
 
 
 def test_version_check_names_the_machine_without_nets():
@@ -95,7 +94,7 @@ def test_settle_attempts_is_idempotent(tmp_path, monkeypatch):
     uri = "sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db")
     exp = store_client.prepare_store(uri, "nets")
     tags = {"nets.sweep_id": "S1", "nets.sweep_role": "job", "nets.job": 3, "nets.attempt": 1}
-    spec = JobSpec({}, uri, exp, None, {**tags, "nets.attempt": 2})
+    spec = RunSpec(uri, exp, None, "job 3", {**tags, "nets.attempt": 2}, {}, "")
     client = store_client.MlflowClient(uri)
 
     assert nd.settle_attempts(spec) is None  # nothing yet
@@ -108,11 +107,11 @@ def test_settle_attempts_is_idempotent(tmp_path, monkeypatch):
 
     done = store_write.RunRecorder(uri, exp, "done", tags={**tags, "nets.attempt": 2})
     done.log_summary({"best/val_accuracy": 0.9})
-    done.set_tags({"nets.outcome": "completed"})
+    done.set_tags({"nets.diagnosis": "healthy"})
     done.end("FINISHED")
     st = nd.settle_attempts(spec)  # dask ran the task again: no second FINISHED run
     assert st.status == "FINISHED" and st.run_id == done.run_id
-    assert st.metrics["best/val_accuracy"] == pytest.approx(0.9) and st.outcome == "completed"
+    assert st.metrics["best/val_accuracy"] == pytest.approx(0.9) and st.diagnosis == "healthy"
 
     monkeypatch.setenv("MLFLOW_RUN_ID", "stale")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "13")

@@ -3,8 +3,8 @@
 End to end, as subprocesses, each in its own temporary launch directory (so the store
 is ``<launch dir>/mlruns/mlflow.db``), then the store is read back with ``MlflowClient``.
 Jobs are tiny (60 blobs, 3 epochs) except where a job must last long enough to be
-interrupted. Crashes are injected with the launcher's test-only ``NETS_TEST_CRASH``
-environment variable (``nets/runs/sweep.py``), which no config can reach.
+interrupted. Crashes are injected by a Hydra job callback that lives in the tests
+(``tests/crash_callback.py``, put on the path only here).
 """
 
 from __future__ import annotations
@@ -21,13 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from nets.runs import sweep as sweeps
+from nets.runs import cleanup as cleanups, console, settings as sweeps
 
 BIN = Path(sys.executable).parent
 TINY = ["dataset=blobs", "dataset.n_samples=60", "train.epochs=3", "tracking.progress=off"]
 EPOCH_METRICS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr")
 DROP_ENV = ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR", "MLFLOW_EXPERIMENT_NAME",
-            "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", sweeps.TEST_CRASH_ENV)
+            "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "NETS_TEST_CRASH")
+TESTS = Path(__file__).parent
+CRASH = "+hydra.callbacks.crash._target_=crash_callback.Crash"
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -82,12 +84,23 @@ def test_workers_times_blas_threads_fit_the_cores():
 
 
 def test_resume_hint_and_ages(monkeypatch):
-    monkeypatch.setattr(sweeps, "COMMAND", ["nets-sweep", "example", "seed=1"])
-    assert sweeps.resume_command() == "nets-sweep example seed=1 --resume"
-    monkeypatch.setattr(sweeps, "COMMAND", ["/x/bin/nets-train", "-m", "seed=range(0,3)"])
-    assert sweeps.resume_command() == "nets-train -m 'seed=range(0,3)' hydra.launcher.resume=true"
-    assert [sweeps.parse_age(a) for a in ("90s", "30m", "2h", "1d", "5")] == [90, 1800, 7200,
+    monkeypatch.setattr(console, "COMMAND", ["nets-sweep", "example", "seed=1"])
+    assert console.resume_command() == "nets-sweep example seed=1 --resume"
+    monkeypatch.setattr(console, "COMMAND", ["/x/bin/nets-train", "-m", "seed=range(0,3)"])
+    assert console.resume_command() == "nets-train -m 'seed=range(0,3)' hydra.launcher.resume=true"
+    assert [cleanups.parse_age(a) for a in ("90s", "30m", "2h", "1d", "5")] == [90, 1800, 7200,
                                                                             86400, 5]
+
+
+def test_status_line_counts_killed_apart_and_its_eta_counts_down():
+    counts = {"FINISHED": 2, "SKIPPED": 0, "FAILED": 1, "KILLED": 1, "PENDING": 2}
+    # two jobs left, one running; finished jobs took 4 s each; one worker
+    early = console.status_text(counts, 1, 0, 10.0, [1.0], [4.0, 4.0], 1, False)
+    later = console.status_text(counts, 1, 0, 12.0, [3.0], [4.0, 4.0], 1, False)
+    assert "2 done, 1 running, 1 failed, 1 killed, 2 left" in early
+    assert early.endswith("ETA 0:11") and later.endswith("ETA 0:09")
+    stopping = console.status_text(counts, 1, 0, 12.0, [3.0], [4.0, 4.0], 1, True)
+    assert stopping.endswith("ETA ?")
 
 
 @pytest.mark.slow
@@ -152,7 +165,8 @@ def test_sixteen_jobs_eight_workers_fresh_store_repeated(tmp_path):
 def test_crashing_jobs_fail_alone_and_are_all_reported(tmp_path):
     crash = "1:raise,2:exit,3:sigkill,4:sys_exit,5:unpicklable"
     p = run(tmp_path, "nets-train", "-m", "hydra.launcher.n_jobs=2", "seed=range(0,8)", *TINY,
-            NETS_TEST_CRASH=crash)
+            CRASH, NETS_TEST_CRASH=crash,
+            PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     ok(p, 1)
     kids, (parent,) = runs_of(tmp_path)
     final = {}
@@ -185,14 +199,15 @@ def test_crashing_jobs_fail_alone_and_are_all_reported(tmp_path):
 
 @pytest.mark.slow
 def test_timeout_fails_the_job_not_the_sweep(tmp_path):
-    p = run(tmp_path, "nets-train", "-m", "hydra.launcher.n_jobs=2", "hydra.launcher.timeout=1",
+    # The limit is generous: a 3-epoch job must never reach it, even on a loaded machine.
+    p = run(tmp_path, "nets-train", "-m", "hydra.launcher.n_jobs=2", "hydra.launcher.timeout=20",
             "train.epochs=3,100000", "dataset=blobs", "dataset.n_samples=60",
             "tracking.progress=off", "tracking.log_plots=false")
     ok(p, 1)
     kids, _ = runs_of(tmp_path)
     status = {r.data.params["train.epochs"]: r.info.status for r in kids}
     assert status == {"3": "FINISHED", "100000": "FAILED"}
-    assert "timed out after 1 s" in p.stderr
+    assert "timed out after 20 s" in p.stderr
 
 
 def _finished_in_store(db: Path) -> int:

@@ -1,20 +1,19 @@
 """The ``nets`` Hydra launcher (and sweeper): thin adapters, the work is elsewhere.
 
-Selected in ``conf/config.yaml`` (``override hydra/launcher: nets``; it must be the
-primary config: a launcher chosen in an experiment file is ignored for multirun,
-hydra#2946). ``launch`` composes and checks every sweep point in this process, then hands
-plain data to ``nets.runs.sweep`` (imported lazily, like the stock joblib launcher's
-``_core``), which runs the jobs in local worker processes and records them under one
-MLflow parent run. See ``nets/runs/sweep.py`` for what happens when a job or a worker fails.
+``hydra/launcher=nets`` (or ``nets_dask``) runs ANY Hydra app's task function, with
+Hydra's job semantics (``hydra.core.utils.run_job`` in the worker) and nets' robustness
+and MLflow grouping (``nets/runs/sweep.py``). ``nets-train`` selects it in
+``conf/config.yaml`` (a launcher chosen in an experiment file is ignored for multirun,
+hydra#2946). The work is in ``_core`` (imported lazily, like the joblib launcher's).
 
-Hydra sees every job COMPLETED with the job's ``nets.runs.job.JobStatus`` (FINISHED, FAILED
-or KILLED) as its return value: the launcher prints every failure and the summary
-itself, and ``nets-train``/``nets-sweep`` exit non-zero afterwards (Hydra would re-raise
-only the first failure and lose the rest).
+Hydra gets one ``JobReturn`` per job: COMPLETED with the task's return value, or FAILED
+with its exception (a job whose worker died or timed out: a ``RuntimeError`` naming
+why). The launcher prints every failure and a summary itself; Hydra then re-raises the
+first failure and exits 1.
 """
 
-from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
@@ -34,6 +33,12 @@ class NetsLauncherConf:
     grace_seconds: float = 5.0           # after Ctrl-C: time a job gets to end itself KILLED
     timeout: Optional[float] = None      # per-job limit in seconds (the run ends FAILED)
     dry_run: bool = False                # print the job list and count; run and record nothing
+    tracking: bool = True                # one MLflow parent run, each job in an active child run
+    uri: Optional[str] = None            # store; null = $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db
+    experiment: Optional[str] = None     # MLflow experiment; null = the Hydra job name
+    # role -> metric key the after-job diagnosis reads (train_loss, val_loss,
+    # train_accuracy, val_accuracy, val_mae); defaults: train/loss, val/loss, ...
+    diagnosis_keys: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +57,12 @@ class NetsDaskLauncherConf:
     grace_seconds: float = 5.0           # after Ctrl-C: time a job gets to end itself KILLED
     timeout: Optional[float] = None      # per-job limit in seconds (the run ends FAILED)
     dry_run: bool = False                # print the job list and count; run and record nothing
+    tracking: bool = True                # one MLflow parent run, each job in an active child run
+    uri: Optional[str] = None            # store; null = $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db
+    experiment: Optional[str] = None     # MLflow experiment; null = the Hydra job name
+    # role -> metric key the after-job diagnosis reads (train_loss, val_loss,
+    # train_accuracy, val_accuracy, val_mae); defaults: train/loss, val/loss, ...
+    diagnosis_keys: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,9 +95,9 @@ class NetsLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
-        from nets.app import sweep
+        from hydra_plugins.nets_launcher import _core
 
-        return sweep.launch(self, job_overrides, initial_job_idx)
+        return _core.launch(self, job_overrides, initial_job_idx)
 
 
 class NetsDaskLauncher(NetsLauncher):
@@ -94,9 +105,11 @@ class NetsDaskLauncher(NetsLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]],
                initial_job_idx: int) -> Sequence[JobReturn]:
-        from nets.runs import cluster as distributed
+        from hydra_plugins.nets_launcher import _core
+        from nets.runs import cluster
 
-        return distributed.launch(self, job_overrides, initial_job_idx)
+        return _core.launch(self, job_overrides, initial_job_idx,
+                            settings_cls=cluster.DaskSettings, sweep_cls=cluster.DaskSweep)
 
 
 class NetsSweeper(BasicSweeper):

@@ -21,6 +21,7 @@ from omegaconf import MISSING
 from nets.catalog import REGISTRIES
 from nets.diagnostics import DiagnosticsSettings
 from nets.train import TrainSettings
+from nets.runs.job import Tracking
 
 # Config groups selected at the top level; every name in their registry has a YAML file.
 from nets.train import GROUPS  # noqa: E402 - one list of the component groups
@@ -101,15 +102,8 @@ TrainConf = _settings_conf(TrainSettings, "TrainConf")
 DiagnosticsConf = _settings_conf(DiagnosticsSettings, "DiagnosticsConf")
 
 
-@dataclass
-class TrackingConf:
-    enabled: bool = True                 # false: train without recording anything
-    uri: Optional[str] = None            # null: $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db
-    experiment: str = "nets"             # MLflow experiment name
-    run_name: Optional[str] = None       # null: built from the settings (tanh-mse-sgd-lr0.1)
-    log_weights: bool = True             # final weights as weights.npz
-    log_plots: bool = True               # curves.png
-    progress: str = "auto"               # auto | bar | lines | off
+# The tracking section's one schema lives with the job that reads it.
+TrackingConf = Tracking
 
 
 @dataclass

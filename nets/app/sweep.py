@@ -1,10 +1,8 @@
-"""Sweeps from the command line: the ``nets`` launcher's Hydra side, ``nets-sweep``,
-``nets-cleanup``.
+"""Sweeps from the command line: ``nets-sweep``, ``nets-cleanup``.
 
-``launch`` composes every point of a sweep in the launching process and checks it the
-way ``nets-train`` checks one run (the whole config is built, data included): one bad
-value rejects the whole sweep with one line before anything is recorded. The resolved
-configs then go to ``nets.runs.sweep`` as plain data; workers never compose.
+A sweep runs through the ``nets`` Hydra launcher (``hydra_plugins/nets_launcher``),
+which checks every point with ``nets.app.train.check`` (the task function's ``check``)
+before anything is recorded and runs ``nets.app.train.task`` in its workers.
 
 ``nets-sweep NAME`` runs ``sweeps/NAME.yaml``: a primary config that includes the base
 config (``defaults: [config, _self_]``) and sets ``hydra.sweeper.params``; command-line
@@ -14,177 +12,15 @@ overrides win over the file.
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
 
-from nets.runs import sweep as sweeps
+from nets.runs import cleanup as cleanups, console
 from nets.app import config as appconfig, logs, precheck
 from nets.registry import ConfigError, suggest
 
 SWEEPS_DIR = appconfig.CONF_DIR.parent / "sweeps"
-
-
-# -- the launcher's Hydra side ------------------------------------------------------------
-
-def settings_of(params: dict[str, Any]) -> sweeps.Settings:
-    """``hydra.launcher.*`` -> ``Settings``, checked (one ``ConfigError`` line)."""
-    known = sweeps.Settings.__dataclass_fields__
-    s = sweeps.Settings(**{k: v for k, v in params.items() if k in known})
-    checks = [("n_jobs", s.n_jobs != 0, "must be >= 1, or -1 for one per core"),
-              ("blas_threads", s.blas_threads is None or s.blas_threads >= 1,
-               "must be >= 1 or null"),
-              ("max_retries", s.max_retries >= 0, "must be >= 0"),
-              ("grace_seconds", s.grace_seconds >= 0, "must be >= 0"),
-              ("timeout", s.timeout is None or s.timeout > 0, "must be > 0 seconds or null")]
-    for key, ok, allowed in checks:
-        if not ok:
-            raise ConfigError(f"hydra.launcher.{key}", getattr(s, key), allowed)
-    return s
-
-
-def plan(config, loader, job_overrides: Sequence[Sequence[str]],
-         initial_job_idx: int) -> tuple[list[sweeps.Job], list]:
-    """Compose and check every point; ``(jobs, composed configs)``.
-
-    Raises ``ConfigError`` naming the first bad point and its overrides.
-    """
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.errors import HydraException
-    from omegaconf import open_dict, read_write
-    from omegaconf.errors import OmegaConfBaseException
-
-    from nets.store import uri as store_uri
-    from nets.runs.job import tracking_of
-    from nets.train import build_run
-
-    launch_dir = os.getcwd()
-    sweep_dir = Path(str(config.hydra.sweep.dir))
-    jobs, cfgs, cache = [], [], {}
-    try:
-        for i, overrides in enumerate(job_overrides):
-            idx, overrides = initial_job_idx + i, list(overrides)
-            try:
-                cfg = loader.load_sweep_config(config, overrides)
-                with open_dict(cfg):
-                    cfg.hydra.job.num = idx
-                    cfg.hydra.job.id = f"{cfg.hydra.job.name}_{idx}"
-                HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in user configs
-                task_cfg = copy.deepcopy(cfg)
-                with read_write(task_cfg), open_dict(task_cfg):
-                    del task_cfg["hydra"]  # as Hydra hands it to a task function
-                plain = appconfig.to_plain(task_cfg)
-                tr = tracking_of(plain)
-                core = {k: v for k, v in plain.items() if k != "tracking"}
-                build_run(core, data=_dataset(core, cache))
-                subdir = str(cfg.hydra.sweep.subdir)
-            except (HydraException, OmegaConfBaseException, ConfigError) as e:
-                err = appconfig.one_line(e, overrides)
-                raise ConfigError(err.key, err.value, err.allowed,
-                                  f"sweep job {idx}: {' '.join(overrides)}") from None
-            uri = store_uri.resolve_uri(tr["uri"], launch_dir) if tr["enabled"] else None
-            jobs.append(sweeps.Job(idx, overrides, plain, uri, tr["experiment"] if uri else None,
-                                   str(sweep_dir / subdir / "job.log")))
-            cfgs.append(task_cfg)
-    finally:
-        HydraConfig.instance().set_config(config)
-    return jobs, cfgs
-
-
-def _dataset(core: dict, cache: dict):
-    """The loaded dataset for a point, shared by points with the same data and seed."""
-    from nets.data import DATASETS
-    from nets.train import make_rngs
-
-    seed = core.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        return None  # build_run reports it
-    spec = core.get("dataset", "digits")
-    key = json.dumps([spec, seed], sort_keys=True, default=str)
-    if key not in cache:
-        if len(cache) >= 4:
-            cache.pop(next(iter(cache)))
-        cache[key] = DATASETS.build(spec, key="dataset").load(make_rngs(seed)["data"])
-    return cache[key]
-
-
-def axes_of(job_overrides: Sequence[Sequence[str]]) -> dict[str, list[str]]:
-    """Key -> its values across the sweep (``optimizer.lr: [0.3, 0.1]``)."""
-    values: dict[str, list[str]] = {}
-    for overrides in job_overrides:
-        for o in overrides:
-            key, _, val = o.partition("=")
-            seen = values.setdefault(key.lstrip("+~"), [])
-            if val not in seen:
-                seen.append(val)
-    return values
-
-
-def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
-           parse_settings=None, sweep_cls=None) -> list:
-    """``NetsLauncher.launch``: plan every point, then run them (or only list them).
-
-    ``parse_settings`` and ``sweep_cls`` let another backend (``nets.runs.cluster``)
-    reuse all of it and change only how jobs are dispatched.
-    """
-    from hydra.core.utils import JobReturn, JobStatus as HydraStatus
-
-    prog = Path(sys.argv[0]).name or "nets"
-    sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
-    sweep_cls = sweep_cls or sweeps.Sweep
-
-    def reject(e: ConfigError):
-        print(f"{prog}: config error: {e}; nothing was run or recorded", file=sys.stderr)
-        _remove_if_only_multirun_yaml(sweep_dir)
-        raise SystemExit(2) from None
-
-    try:
-        settings = (parse_settings or settings_of)(launcher.params)
-        jobs, cfgs = plan(launcher.config, launcher.hydra_context.config_loader,
-                          job_overrides, initial_job_idx)
-    except ConfigError as e:
-        reject(e)
-    axes = axes_of(job_overrides)
-    name = str(launcher.config.hydra.job.config_name or "config")
-    if name == "config":
-        name = "×".join(k for k, v in axes.items() if len(v) > 1) or "sweep"
-    sweep = sweep_cls(jobs, settings, name, axes, sweep_dir)
-    if settings.dry_run:
-        sweep.dry_run()
-        _remove_if_only_multirun_yaml(sweep_dir)
-    else:
-        try:
-            sweep.connect()
-        except ConfigError as e:
-            reject(e)
-        sweep.run()
-        if sweep.interrupted:
-            raise SystemExit(130)  # no further batches after Ctrl-C
-    out = []
-    for job, cfg in zip(jobs, cfgs):
-        status = sweeps.JobStatus("FINISHED" if job.status == "SKIPPED" else job.status,
-                                  run_id=job.run_id, error=job.error, metrics=job.metrics)
-        out.append(JobReturn(overrides=list(job.overrides), cfg=cfg, hydra_cfg=None,
-                             working_dir=str(Path(job.log_path).parent) if job.log_path else "",
-                             task_name=str(launcher.config.hydra.job.name),
-                             status=HydraStatus.COMPLETED,
-                             _return_value=None if settings.dry_run else status))
-    return out
-
-
-def _remove_if_only_multirun_yaml(sweep_dir: Path) -> None:
-    """A dry run or a rejected sweep leaves nothing behind: drop the sweep dir that
-    Hydra's sweeper made before launching (it holds only ``multirun.yaml``)."""
-    if not sweep_dir.is_dir() or [p.name for p in sweep_dir.iterdir()] != ["multirun.yaml"]:
-        return
-    (sweep_dir / "multirun.yaml").unlink()
-    cwd, d = Path.cwd().resolve(), sweep_dir.resolve()
-    while d != cwd and cwd in d.parents and not any(d.iterdir()):
-        d.rmdir()
-        d = d.parent
 
 
 # -- nets-sweep ---------------------------------------------------------------------------
@@ -249,13 +85,12 @@ def sweep_cli(argv: list[str] | None = None) -> None:
     extra = (["hydra.launcher.dry_run=true"] if args.dry_run else []) \
         + (["hydra.launcher.resume=true"] if args.resume else []) \
         + ([f"hydra.launcher.n_jobs={args.jobs}"] if args.jobs is not None else [])
-    sweeps.COMMAND = ["nets-sweep", *argv]
+    console.COMMAND = ["nets-sweep", *argv]
     sys.argv = ["nets-sweep", "--multirun", "--config-dir", str(path.parent),
                 "--config-name", path.stem, *args.overrides, *extra]
-    from nets.app.train import main
+    from nets.app.train import main, run_main
 
-    main()
-    sys.exit(sweeps.EXIT_CODE)
+    run_main(main)
 
 
 # -- nets-cleanup -------------------------------------------------------------------------
@@ -292,7 +127,7 @@ def cleanup_cli(argv: list[str] | None = None) -> None:
         sys.exit(2)
     from nets.store import client as store_client  # mlflow: seconds, once the store answers
     try:
-        older = sweeps.parse_age(args.older_than) if args.older_than else None
+        older = cleanups.parse_age(args.older_than) if args.older_than else None
     except ValueError:
         print(f"nets-cleanup: --older-than {args.older_than!r} is not an age (90s, 30m, 2h, 1d)",
               file=sys.stderr)
@@ -306,4 +141,4 @@ def cleanup_cli(argv: list[str] | None = None) -> None:
         ids = [exp.experiment_id]
     else:
         ids = [e.experiment_id for e in client.search_experiments()]
-    sweeps.cleanup(uri, ids, args.status, args.sweep, older, args.dry_run)
+    cleanups.cleanup(uri, ids, args.status, args.sweep, older, args.dry_run)

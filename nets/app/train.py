@@ -6,6 +6,7 @@ process; the job itself (``nets.runs.job.run_job``) only sees plain data.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -14,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nets.app import config as appconfig, logs
 from nets.app.schema import register
-from nets.runs.job import JobFailed, JobSpec, JobStatus, run_job, tracking_of
+from nets.runs.job import JobFailed, JobSpec, JobStatus, RunConfig, run_job, tracking_of
 from nets.registry import ConfigError
 from nets.text import one_line
 
@@ -49,24 +50,73 @@ def prepare(plain: dict, launch_dir: str) -> tuple[str | None, str | None]:
     return uri, store_client.prepare_store(uri, tr["experiment"])
 
 
-def train(cfg: DictConfig, overrides: list[str] | None = None) -> JobStatus:
-    """Check the composed config, prepare the store, run and record one job."""
+_DATA_CACHE: dict = {}
+
+
+def dataset_for(core: dict):
+    """The loaded dataset of a config's (dataset, seed), kept for the next config with
+    the same pair in this process (a sweep's launcher checking every point, a worker
+    running one job after another); ``None`` if the seed is bad (``build_run`` says so).
+    """
+    from nets.data import DATASETS
+    from nets.train import make_rngs
+
+    seed, spec = core.get("seed", 0), core.get("dataset", "digits")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        return None
+    key = json.dumps([spec, seed], sort_keys=True, default=str)
+    if key not in _DATA_CACHE:
+        if len(_DATA_CACHE) >= 4:
+            _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
+        _DATA_CACHE[key] = DATASETS.build(spec, key="dataset").load(make_rngs(seed)["data"])
+    return _DATA_CACHE[key]
+
+
+def check(cfg: DictConfig) -> dict:
+    """The strict check of one config, before anything is recorded; the plain config.
+
+    The whole run is built (data loaded, model built): every bad value, missing file or
+    senseless combination is reported while the store is still untouched. A sweep's
+    launcher calls this for every point (``task.check``); datasets are loaded once per
+    (dataset, seed) for the whole check (``dataset_for``).
+    """
     from nets.train import build_run
 
     plain = appconfig.to_plain(cfg)
-    # Build once before recording anything: every bad value, missing file or senseless
-    # combination is reported while the store is still untouched.
-    build_run({k: v for k, v in plain.items() if k != "tracking"})
-    tracking_of(plain)
+    core = RunConfig.of(plain).core
+    build_run(core, data=dataset_for(core))
+    return plain
+
+
+def train(cfg: DictConfig, overrides: list[str] | None = None) -> JobStatus:
+    """Check the composed config, prepare the store, run and record one job.
+
+    Inside a sweep of the ``nets`` launcher the job's run is already open and active
+    (the launcher made it): the job records into it instead of opening its own.
+    """
+    from nets.store import active
+
+    run_id = active.active_run_id()
+    if run_id is not None:  # in a sweep: the launcher checked every point already
+        plain = appconfig.to_plain(cfg)
+        return run_job(JobSpec(plain, os.environ.get("MLFLOW_TRACKING_URI"),
+                               os.environ.get("MLFLOW_EXPERIMENT_ID"), run_id=run_id,
+                               overrides=list(overrides or [])),
+                       data=dataset_for(RunConfig.of(plain).core))
+    plain = check(cfg)
     uri, exp_id = prepare(plain, os.getcwd())
     return run_job(JobSpec(plain, uri, exp_id, overrides=list(overrides or [])))
 
 
-@hydra.main(version_base="1.3", config_path=str(appconfig.CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> None:
+def task(cfg: DictConfig) -> JobStatus:
+    """The task function: one run alone (``nets-train``), or one job of a sweep."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    overrides = list(HydraConfig.get().overrides.task)
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    if hc.mode == RunMode.MULTIRUN:
+        return train(cfg, overrides)  # the launcher records and reports failures
     try:
         status = train(cfg, overrides)
     except ConfigError as e:
@@ -78,6 +128,19 @@ def main(cfg: DictConfig) -> None:
         _fail("interrupted: the run was recorded as KILLED", 130)
     if status.run_id:
         print(f"run {status.run_id} {status.status} ({status.outcome})", file=sys.stderr)
+    return status
+
+
+def tracking(cfg: DictConfig) -> dict:
+    """Where the launcher records this config's job: its ``tracking`` section."""
+    tr = RunConfig.of(appconfig.to_plain(cfg)).tracking
+    return {"tracking": tr.enabled, "uri": tr.uri, "experiment": tr.experiment}
+
+
+task.check = check          # the launcher's strict check of every point
+task.tracking = tracking    # and where it records each one
+main = hydra.main(version_base="1.3", config_path=str(appconfig.CONF_DIR),
+                  config_name="config")(task)
 
 
 def _fail(line: str, code: int) -> None:
@@ -115,12 +178,48 @@ def cli() -> None:
     except ConfigError as e:
         print(f"nets-train: config error: {e}", file=sys.stderr)
         sys.exit(2)
-    main()
-    # A multirun by the nets launcher prints every failure and a summary itself and
-    # reports the outcome here, so Hydra never re-raises only the first failure.
+    run_main(main)
+
+
+class _WithoutHydraHint:
+    """stderr minus Hydra's "Set the environment variable HYDRA_FULL_ERROR=1" line: nets'
+    errors are one line (``HYDRA_FULL_ERROR=1`` still gives the whole trace)."""
+
+    HINT = "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace."
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return len(text) if text.strip() == self.HINT else self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def run_main(entry) -> None:
+    """Run a Hydra entry point; exit with the sweep's own code (see below)."""
+    stderr, sys.stderr = sys.stderr, _WithoutHydraHint(sys.stderr)
+    try:
+        entry()
+    except SystemExit as e:
+        if e.code not in (0, None):
+            exit_with_sweep_code(int(e.code) if isinstance(e.code, int) else 1)
+        raise
+    finally:
+        sys.stderr = stderr
+    exit_with_sweep_code(0)
+
+
+def exit_with_sweep_code(code: int) -> None:
+    """A multirun by the nets launcher prints every failure and a summary itself; Hydra
+    then exits 1 on the first failure. Exit with the sweep's own code instead (2: the
+    sweep was rejected before anything ran; 130: interrupted)."""
     sweeps = sys.modules.get("nets.runs.sweep")
     if sweeps is not None and sweeps.EXIT_CODE:
         sys.exit(sweeps.EXIT_CODE)
+    if code:
+        sys.exit(code)
 
 
 def _compose_check(argv: list[str]) -> None:

@@ -12,7 +12,7 @@ shared/research/stack-reliability.md §D.
 
 - **One future per job**, carrying only plain data: the resolved config, the absolute
   tracking URI, experiment id, parent run id, sweep id, job number and attempt
-  (``nets.runs.sweep.Task``). Workers never compose configs and never read the launcher's
+  (``nets.runs.workers.Task``). Workers never compose configs and never read the launcher's
   files or environment. Never joblib's dask backend: it hung the driver on worker death.
 - **A lost worker is that job's FAILED status.** At most as many futures are in flight
   as the cluster has worker threads, so a dying worker holds one job, the one that
@@ -54,8 +54,9 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Optional, Sequence
 
-from nets.runs import sweep as sweeps
-from nets.runs.job import JobSpec, JobStatus
+from nets.runs import console, records, sweep as sweeps
+from nets.runs.settings import BLAS_ENV, Settings, cores
+from nets.runs.workers import JobResult, JobTimeout, Task, execute, one_line
 from nets.registry import ConfigError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "0:0:0:0:0:0:0:1")
@@ -63,7 +64,7 @@ WORKER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 
 
 @dataclass
-class DaskSettings(sweeps.Settings):
+class DaskSettings(Settings):
     """``hydra.launcher.*`` of ``nets_dask`` (``n_jobs``: LocalCluster workers only).
 
     Attributes
@@ -83,6 +84,17 @@ class DaskSettings(sweeps.Settings):
     connect_timeout: float = 60.0
     blas_threads: Optional[int] = 1
 
+    def check(self) -> None:
+        super().check()
+        if self.allowed_failures < 0:
+            raise ConfigError("hydra.launcher.allowed_failures", self.allowed_failures,
+                              "must be >= 0")
+        if self.connect_timeout <= 0:
+            raise ConfigError("hydra.launcher.connect_timeout", self.connect_timeout,
+                              "must be > 0")
+        if self.address is not None and "://" not in str(self.address):
+            self.address = f"tcp://{self.address}"
+
 
 # -- worker side --------------------------------------------------------------------------
 
@@ -91,51 +103,35 @@ _JOB_THREADS: dict[str, int] = {}   # dask key -> ident of the thread running th
 
 def reset_mlflow(uri: str | None) -> None:
     """Forget whatever an earlier job (or sweep) left in this long-lived worker."""
-    for k in sweeps.MLFLOW_ENV:
-        os.environ.pop(k, None)
+    from nets.store import active
+
+    active.reset(uri)
     os.environ.update(WORKER_ENV)
-    from nets.store import client as store_client
-
-    mlflow = store_client.mlflow
-    try:
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-    except Exception:  # noqa: BLE001 - a broken leftover run must not stop the job
-        pass
-    fluent = getattr(mlflow.tracking, "fluent", None)
-    if fluent is not None and hasattr(fluent, "_active_experiment_id"):
-        fluent._active_experiment_id = None
-    if uri:
-        mlflow.set_tracking_uri(uri)
-        os.environ["MLFLOW_TRACKING_URI"] = uri
 
 
-def settle_attempts(spec: JobSpec) -> JobStatus | None:
+def settle_attempts(spec: records.RunSpec | None) -> JobResult | None:
     """Idempotency under at-least-once execution (see the module docstring).
 
-    Returns the status of an existing FINISHED run of this (sweep id, job), or ``None``
+    Returns the result of an existing FINISHED run of this (sweep id, job), or ``None``
     after ending the job's RUNNING runs (earlier executions) KILLED.
     """
-    if not spec.uri or "nets.sweep_id" not in spec.tags:
+    if spec is None or "nets.sweep_id" not in spec.tags:
         return None
-    runs = sweeps._search(spec.uri, [spec.experiment_id],
-                          f"tags.`nets.sweep_id` = '{spec.tags['nets.sweep_id']}' and "
-                          f"tags.`nets.job` = '{spec.tags['nets.job']}' and "
-                          "tags.`nets.sweep_role` = 'job'")
+    runs = records.job_runs(spec.uri, spec.experiment_id, spec.tags["nets.sweep_id"],
+                            spec.tags["nets.job"])
     for r in runs:
         if r.info.status == "FINISHED":
-            t = r.data.tags
             keep = {k: float(v) for k, v in r.data.metrics.items()
                     if k.startswith(("best/", "final/", "data/"))}
-            return JobStatus("FINISHED", r.info.run_id, t.get("nets.outcome"),
-                             diagnosis=t.get("nets.diagnosis"), metrics=keep)
-    client = sweeps._client(spec.uri)
+            return JobResult("FINISHED", r.info.run_id,
+                             diagnosis=r.data.tags.get("nets.diagnosis"), metrics=keep)
     for r in runs:
         if r.info.status == "RUNNING":
             why = (f"superseded: job {spec.tags['nets.job']} started again (attempt "
                    f"{spec.tags.get('nets.attempt')}) after this execution was lost")
-            sweeps._retry(client.set_tag, r.info.run_id, "nets.error", why)
-            sweeps._retry(client.set_terminated, r.info.run_id, "KILLED")
+            c = records.client(spec.uri)
+            records.retry(c.set_tag, r.info.run_id, "nets.error", why)
+            records.retry(c.set_terminated, r.info.run_id, "KILLED")
     return None
 
 
@@ -143,26 +139,26 @@ _STOP: dict[int, type] = {}       # job thread ident -> exception to raise at it
 _CHECKER_INSTALLED = False
 
 
+def _pending_stop():
+    exc = _STOP.pop(threading.get_ident(), None)
+    if exc is KeyboardInterrupt:
+        return KeyboardInterrupt("the sweep was interrupted (Ctrl-C)")
+    if exc is not None:
+        return exc("the job exceeded the sweep's per-job timeout")
+    return None
+
+
 def _install_stop_check() -> None:
-    """Make ``RunRecorder.log_metrics`` (called once per epoch, in the job's own thread)
-    raise a requested stop: ``KeyboardInterrupt`` (the run ends KILLED) or ``JobTimeout``
-    (FAILED). Cooperative, so no exception lands inside MLflow's or dask's own code."""
+    """Make every MLflow logging call in the job's own thread raise a requested stop:
+    ``KeyboardInterrupt`` (the run ends KILLED) or ``JobTimeout`` (FAILED). Cooperative,
+    so no exception lands inside MLflow's or dask's own code; a task that logs nothing
+    is stopped by restarting its worker after the grace period."""
     global _CHECKER_INSTALLED
     if _CHECKER_INSTALLED:
         return
-    from nets.store import write as store_write
+    from nets.store import active
 
-    original = store_write.RunRecorder.log_metrics
-
-    def log_metrics(self, metrics, step):
-        exc = _STOP.pop(threading.get_ident(), None)
-        if exc is KeyboardInterrupt:
-            raise KeyboardInterrupt("the sweep was interrupted (Ctrl-C)")
-        if exc is not None:
-            raise exc("the job exceeded the sweep's per-job timeout")
-        return original(self, metrics, step)
-
-    store_write.RunRecorder.log_metrics = log_metrics
+    active.install_stop_check(_pending_stop)
     _CHECKER_INSTALLED = True
 
 
@@ -175,13 +171,13 @@ def stop_jobs(keys: Sequence[str]) -> list[str]:
     return found
 
 
-def run_remote(task: sweeps.Task, key: str, timeout: float | None = None) -> JobStatus:
-    """The dask task of one job: clean state, idempotency, then ``nets.runs.sweep.execute``."""
-    reset_mlflow(task.spec.uri)
+def run_remote(task: Task, key: str, timeout: float | None = None) -> JobResult:
+    """The dask task of one job: clean state, idempotency, then ``workers.execute``."""
+    reset_mlflow(task.record.uri if task.record else None)
     try:
-        done = settle_attempts(task.spec)
+        done = settle_attempts(task.record)
     except Exception as e:  # noqa: BLE001 - an unreachable server fails the job, in one line
-        return JobStatus("FAILED", error=f"tracking server: {sweeps.one_line(e)}")
+        return JobResult("FAILED", error=f"tracking server: {one_line(e)}")
     if done is not None:
         return done
     _install_stop_check()
@@ -191,11 +187,11 @@ def run_remote(task: sweeps.Task, key: str, timeout: float | None = None) -> Job
     timer = None
     if timeout:
         timer = threading.Timer(timeout, lambda: _JOB_THREADS.get(key) == ident
-                                and _STOP.setdefault(ident, sweeps.JobTimeout))
+                                and _STOP.setdefault(ident, JobTimeout))
         timer.daemon = True
         timer.start()
     try:
-        return sweeps.execute(task)
+        return execute(task)
     finally:
         _JOB_THREADS.pop(key, None)
         _STOP.pop(ident, None)
@@ -264,6 +260,8 @@ _probe.__module__ = "__main__"
 class DaskSweep(sweeps.Sweep):
     """``nets.runs.sweep.Sweep`` with dask futures instead of loky slots."""
 
+    launcher_name = "nets_dask"
+
     def __init__(self, jobs, settings: DaskSettings, name, axes, sweep_dir=None, out=None):
         super().__init__(jobs, settings, name, axes, sweep_dir, out)
         self.client = self.cluster = None
@@ -286,13 +284,13 @@ class DaskSweep(sweeps.Sweep):
         dask.config.set({"distributed.scheduler.allowed-failures": s.allowed_failures})
         try:
             if s.address is None:
-                n = sweeps.cores() if s.n_jobs == -1 else (
-                    max(1, sweeps.cores() + 1 + s.n_jobs) if s.n_jobs < -1 else s.n_jobs)
+                n = cores() if s.n_jobs == -1 else (
+                    max(1, cores() + 1 + s.n_jobs) if s.n_jobs < -1 else s.n_jobs)
                 n = max(1, min(n, len(self.jobs)))
                 self.cluster = LocalCluster(host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                             n_workers=n, threads_per_worker=1, processes=True,
                                             env={**WORKER_ENV, **{k: str(s.blas_threads or 1)
-                                                                 for k in sweeps.BLAS_ENV}})
+                                                                 for k in BLAS_ENV}})
                 self.address = self.cluster.scheduler_address
                 self.client = Client(self.cluster, set_as_default=False)
             else:
@@ -302,7 +300,7 @@ class DaskSweep(sweeps.Sweep):
             self.close()
             raise ConfigError("hydra.launcher.address", s.address,
                               f"no dask scheduler with a worker answered within "
-                              f"{s.connect_timeout:g} s ({sweeps.one_line(e)})") from None
+                              f"{s.connect_timeout:g} s ({one_line(e)})") from None
         try:
             self._check_versions()
             hosts = [w["host"] for w in self.client.scheduler_info()["workers"].values()]
@@ -352,13 +350,12 @@ class DaskSweep(sweeps.Sweep):
 
     def _parent_run(self, store, group, key):
         rec = super()._parent_run(store, group, key)
-        rec.set_tags({"nets.launcher": "nets_dask", "nets.dask_scheduler": self.address or "",
+        rec.set_tags({"nets.dask_scheduler": self.address or "",
                       "nets.dask_workers": self.workers})
         return rec
 
-    def _task(self, job: sweeps.Job) -> sweeps.Task:
+    def _task(self, job: sweeps.Job) -> Task:
         task = super()._task(job)
-        task.spec.tags.update({"nets.launcher": "nets_dask"})
         # Job logs are files on the launcher's machine: written only when workers share it.
         return task if self.local else replace(task, log_path=None)
 
@@ -444,7 +441,7 @@ class DaskSweep(sweeps.Sweep):
                 self.client.restart_workers(busy, timeout=30, raise_for_error=False)
         except Exception as e:  # noqa: BLE001 - no nanny, scheduler gone ...
             self._say(f"could not restart the workers running this sweep's jobs: "
-                      f"{sweeps.one_line(e)}")
+                      f"{one_line(e)}")
         for fut, job, _ in self.inflight.values():
             fut.cancel()
             self._lost(job, status, reason)
@@ -470,31 +467,31 @@ class DaskSweep(sweeps.Sweep):
             worker = getattr(getattr(e, "last_worker", None), "address", None)
             self._lost(job, "FAILED", "worker died" + (f" ({worker})" if worker else "")
                        + " while running this job")
-            if job.attempt <= self.settings.max_retries and not self.stop_requested:
-                self.retries += 1
-                self._event(job, f"; retrying as attempt {job.attempt + 1}")
-                job.status = "PENDING"
-                self.pending.append(job)
+            if self._retry(job, self.jobs_error(job)):
                 return
         except CancelledError:
             self._lost(job, "KILLED" if self.stop_requested else "FAILED",
                        "stopped by Ctrl-C" if self.stop_requested else "cancelled by dask")
         except Exception as e:  # noqa: BLE001 - unpicklable task, scheduler error ...
-            self._lost(job, "KILLED" if self.stop_requested else "FAILED", sweeps.one_line(e))
+            self._lost(job, "KILLED" if self.stop_requested else "FAILED", one_line(e))
         else:
-            job.status, job.error = st.status, st.error
-            job.metrics, job.diagnosis = st.metrics, st.diagnosis
-            job.run_id = st.run_id or job.run_id
+            self._take(job, st)
             if st.status == "FAILED" and "JobTimeout" in (st.error or ""):
                 job.error = f"timed out after {self.settings.timeout:g} s"
         self._event(job)
 
+    @staticmethod
+    def jobs_error(job: sweeps.Job) -> str:
+        return job.error or "worker died"
+
     def _status_text(self) -> str:
+        now = time.monotonic()
+        running_for = [now - t for _, _, t in self.inflight.values()]
+        durations = [j.seconds for j in self.jobs if j.status == "FINISHED" and j.seconds]
         c = self.counts()
-        running = sum(1 for j in self.jobs if j.status == "RUNNING")
-        return (f"{c['FINISHED'] + c['SKIPPED']} done, {running} submitted, "
-                f"{c['FAILED'] + c['KILLED']} failed, {c['PENDING']} left"
-                f" | {sweeps._clock(time.monotonic() - self.t0)} elapsed")
+        c["PENDING"] = c["PENDING"]
+        return console.status_text(c, len(running_for), 0, now - self.t0, running_for,
+                                   durations, self.workers, self.stop_requested)
 
     def _cleanup(self) -> None:
         if self.inflight and self.client is not None:
@@ -505,31 +502,3 @@ class DaskSweep(sweeps.Sweep):
             super()._cleanup()
         finally:
             self.close()
-
-
-# -- the Hydra side -----------------------------------------------------------------------
-
-def settings_of(params: dict[str, Any]) -> DaskSettings:
-    from nets.app.sweep import settings_of as local_settings
-
-    base = local_settings(params)  # checks the shared fields
-    extra = {k: params[k] for k in ("address", "allowed_failures", "connect_timeout")
-             if k in params}
-    s = DaskSettings(**{**base.__dict__, **extra,
-                        "blas_threads": params.get("blas_threads", 1)})
-    if s.allowed_failures < 0:
-        raise ConfigError("hydra.launcher.allowed_failures", s.allowed_failures, "must be >= 0")
-    if s.connect_timeout <= 0:
-        raise ConfigError("hydra.launcher.connect_timeout", s.connect_timeout, "must be > 0")
-    if s.address is not None and "://" not in str(s.address):
-        s.address = f"tcp://{s.address}"
-    return s
-
-
-def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
-    """``NetsDaskLauncher.launch``: ``nets.app.sweep.launch`` dispatching to dask."""
-    from nets.app import sweep as app
-
-    return app.launch(launcher, job_overrides, initial_job_idx,
-                      parse_settings=settings_of, sweep_cls=DaskSweep)
-

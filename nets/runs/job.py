@@ -19,9 +19,9 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import yaml
@@ -30,15 +30,32 @@ from nets import diagnostics
 from nets.runs import usercode
 from nets.train import Result, Run, build_run
 
-TRACKING_DEFAULTS = {"enabled": True, "uri": None, "experiment": "nets", "run_name": None,
-                     "log_weights": True, "log_plots": True, "progress": "auto"}
+# The sections a run config is split into at the border; only ``core`` decides the numbers.
+SECTIONS = ("tracking", "diagnostics")
+
+
+@dataclass
+class Tracking:
+    """The ``tracking`` section: where and how a run is recorded. The one schema:
+    ``nets.app.schema`` registers this class for Hydra's type checks."""
+
+    enabled: bool = True                 # false: train without recording anything
+    uri: Optional[str] = None            # null: $MLFLOW_TRACKING_URI, else ./mlruns/mlflow.db
+    experiment: str = "nets"             # MLflow experiment name
+    run_name: Optional[str] = None       # null: built from the settings (tanh-mse-sgd-lr0.1)
+    log_weights: bool = True             # final weights as weights.npz
+    log_plots: bool = True               # curves.png
+    progress: str = "auto"               # auto | bar | lines | off
+
+
+TRACKING_DEFAULTS = asdict(Tracking())
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """Hash of everything that determines the numbers (``tracking`` and ``diagnostics``
     excluded: they change what is recorded, never the trained weights or curves; so is
     ``train.max_memory_gb``, a limit of the machine, which keeps old runs' hashes)."""
-    core = {k: v for k, v in cfg.items() if k not in ("tracking", "diagnostics")}
+    core = {k: v for k, v in cfg.items() if k not in SECTIONS}
     if isinstance(core.get("train"), Mapping) and "max_memory_gb" in core["train"]:
         core["train"] = {k: v for k, v in core["train"].items() if k != "max_memory_gb"}
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -68,16 +85,6 @@ def run_name(cfg: Mapping[str, Any]) -> str:
     if cfg.get("seed", 0):
         parts.append(f"s{cfg['seed']}")
     return "-".join(str(p) for p in parts)
-
-
-def sweep_run_name(name: str, configs: Iterable[Mapping[str, Any]], resumes: bool) -> str:
-    """The parent's name: the sweep, its datasets and whether it resumes an earlier one,
-    so two sweeps of one file (MNIST and digits; a run and its ``--resume``) differ in
-    the runs table: ``sweep story4 (mnist)``, ``sweep example (digits, resume)``."""
-    datasets = sorted({_spec_name(c.get("dataset", DEFAULT_DATASET)) for c in configs})
-    what = ", ".join(datasets[:3] + (["..."] if len(datasets) > 3 else [])
-                     + (["resume"] if resumes else []))
-    return f"sweep {name} ({what})" if what else f"sweep {name}"
 
 
 def git_state() -> dict[str, str]:
@@ -197,6 +204,9 @@ class JobSpec:
         Extra tags (sweep id, job number, attempt ...).
     overrides : list of str
         The command-line overrides that produced the config (artifact ``overrides.yaml``).
+    run_id : str, optional
+        An open run to record into: the child run a sweep launcher opened and owns (it
+        logged the config as params, and it ends the run and records a failure).
     """
 
     config: dict
@@ -205,6 +215,7 @@ class JobSpec:
     parent_run_id: str | None = None
     tags: dict = field(default_factory=dict)
     overrides: list = field(default_factory=list)
+    run_id: str | None = None        # record into this open run (a sweep launcher's)
 
 
 @dataclass
@@ -241,26 +252,66 @@ def tracking_of(cfg: Mapping[str, Any]) -> dict:
     return tr
 
 
-def run_job(spec: JobSpec, stream=None) -> JobStatus:
-    """Build, train and record one run (see module docstring)."""
+@dataclass
+class RunConfig:
+    """A resolved plain config, split once at the border into its typed sections.
+
+    Attributes
+    ----------
+    core : dict
+        Everything that determines the numbers (model, data, optimizer, train, seed ...):
+        what ``build_run`` gets, what ``config_hash`` hashes, what is logged as params.
+    diagnostics : DiagnosticsSettings
+    tracking : Tracking
+    """
+
+    core: dict
+    diagnostics: Any
+    tracking: Tracking
+
+    @classmethod
+    def of(cls, cfg: Mapping[str, Any]) -> "RunConfig":
+        """Split and check (``ConfigError`` naming a bad ``tracking`` key or value)."""
+        return cls({k: v for k, v in cfg.items() if k not in SECTIONS},
+                   diagnostics.DiagnosticsSettings.from_config(cfg.get("diagnostics")),
+                   Tracking(**tracking_of(cfg)))
+
+
+def run_job(spec: JobSpec, stream=None, data=None) -> JobStatus:
+    """Build, train and record one run (see module docstring).
+
+    ``data``: the loaded dataset for this config's (dataset, seed), when the caller
+    holds it already (a sweep's worker keeps the ones it loaded); ``None`` loads it.
+    """
     cfg = spec.config
-    tr = tracking_of(cfg)
-    core = {k: v for k, v in cfg.items() if k not in ("tracking", "diagnostics")}
-    run = build_run(core)  # ConfigError here means nothing was recorded
-    dset = diagnostics.DiagnosticsSettings.from_config(cfg.get("diagnostics"))
-    progress = Progress(tr["progress"], run.settings.epochs, stream=stream)
+    rc = RunConfig.of(cfg)
+    tr, core, dset = rc.tracking, rc.core, rc.diagnostics
+    run = build_run(core, data=data)  # ConfigError here means nothing was recorded
+    attached = spec.run_id is not None
+    if attached and stream is None:
+        from nets.runs.workers import current_log
+
+        stream = current_log()
+    progress = Progress(tr.progress, run.settings.epochs, stream=stream)
     rec = None
-    if tr["enabled"]:
+    if attached:
+        from nets.store import client as store_client, write as store_write
+
+        rec = store_write.RunRecorder(spec.uri, spec.experiment_id, "", run_id=spec.run_id)
+        rec.set_tags({"nets.config_hash": config_hash(cfg), "nets.dataset": run.data.name,
+                      "nets.task": run.data.task, **store_client.versions(), **git_state(),
+                      **blas_state(), **spec.tags})
+    elif tr.enabled:
         from nets.store import client as store_client, write as store_write
 
         tags = {"nets.config_hash": config_hash(cfg), "nets.dataset": run.data.name,
                 "nets.task": run.data.task, "nets.host": socket.gethostname(),
                 "nets.pid": os.getpid(), **store_client.versions(), **git_state(), **blas_state(),
                 **spec.tags}
-        rec = store_write.RunRecorder(spec.uri, spec.experiment_id, tr["run_name"] or run_name(core),
+        rec = store_write.RunRecorder(spec.uri, spec.experiment_id, tr.run_name or run_name(core),
                                    tags=tags, parent_run_id=spec.parent_run_id)
     try:
-        if rec is not None:
+        if rec is not None and not attached:
             rec.log_params(store_write.flatten(core))
             rec.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
             rec.log_text(yaml.safe_dump(list(spec.overrides)), "overrides.yaml")
@@ -290,10 +341,17 @@ def run_job(spec: JobSpec, stream=None) -> JobStatus:
             rec.log_text(note, "diagnosis.md")
             _log_artifacts(rec, run, res, tr)
             rec.log_text("\n".join(progress.lines) + "\n", "console.log")
-            rec.end("FINISHED")
+            if attached:
+                rec.flush()
+            else:
+                rec.end("FINISHED")
         return JobStatus("FINISHED", rec.run_id if rec else None, res.outcome,
                          diagnosis=verdict, metrics={k: float(v) for k, v in summ.items()})
     except BaseException as exc:  # noqa: BLE001 - the run must end whatever happened
+        if attached:  # the launcher records the failure, with this traceback
+            with _quiet():
+                rec.flush()
+            raise
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         line = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
         if rec is not None:
@@ -339,17 +397,30 @@ class _quiet:
         return exc[0] is not None and not issubclass(exc[0], KeyboardInterrupt)
 
 
-def _log_artifacts(rec, run: Run, res: Result, tr: Mapping[str, Any]) -> None:
-    if tr["log_weights"]:
+def _log_artifacts(rec, run: Run, res: Result, tr: Tracking) -> None:
+    if tr.log_weights:
         buf = io.BytesIO()
         np.savez(buf, **run.model.get_weights())
         with tempfile.TemporaryDirectory() as d:
             path = Path(d, "weights.npz")
             path.write_bytes(buf.getvalue())
             rec.log_file(path)
-    if tr["log_plots"]:
+    if tr.log_plots:
         from nets.report.plots import curves_figure
 
         chance = 1.0 / run.data.n_classes if run.data.task == "classification" else None
         rec.log_figure(curves_figure(res.history, chance=chance, title=rec.run.info.run_name),
                        "curves.png")
+
+
+def sweep_task(config: dict, guard) -> JobStatus:
+    """nets' own job as a sweep's worker-side callable, without Hydra (``Job.fn``;
+    benchmarks and scripts): trains into the child run the launcher made active."""
+    from nets.store import active
+
+    def task(cfg: dict) -> JobStatus:
+        run_id = active.active_run_id()
+        return run_job(JobSpec(cfg, os.environ.get("MLFLOW_TRACKING_URI"),
+                               os.environ.get("MLFLOW_EXPERIMENT_ID"), run_id=run_id))
+
+    return guard(task, config)

@@ -1,324 +1,70 @@
-"""Running a sweep: many jobs in parallel local worker processes, one MLflow parent run.
+"""Running a sweep: many jobs in parallel worker processes, one MLflow parent run.
 
-The Hydra side (composing and checking every point) is in ``nets.app.sweep``; this
-module gets plain data (resolved configs, absolute tracking URIs) and never imports
-Hydra. Everything here follows the measured failures of Hydra 1.3's joblib launcher
-(shared/research/stack-reliability.md §A-C):
+This module gets plain data: ``Job``s, each with a picklable worker-side callable and
+its payload (the Hydra side, ``hydra_plugins/nets_launcher``, composes and checks every
+point and makes those), and never imports Hydra or MLflow. It follows the measured
+failures of Hydra 1.3's joblib launcher (shared/research/stack-reliability.md §A-C):
 
-- The store (schema, WAL, experiment) is prepared once, here, before any worker starts;
-  jobs get the absolute URI, the experiment id and the parent run id.
-- Each job runs inside ``execute``, which catches everything (``BaseException``), writes
-  the full traceback to the job's ``job.log`` (``nets.runs.job.run_job`` also attaches it to
-  the run as ``error.txt`` and ends the run FAILED or KILLED) and returns a small
-  ``JobStatus``: no exception object crosses the process boundary.
-- Results are handled as they arrive; each failure is printed when it happens.
+- The store (schema, WAL, experiment) and the parent run are prepared once, here,
+  before any worker starts; jobs get the absolute URI, the experiment id and the parent
+  run id (``nets.runs.records``).
+- Each job runs inside ``nets.runs.workers.execute``, which catches everything, records
+  the traceback, ends the job's run and returns a small ``JobResult``: no exception
+  object crosses the process boundary.
+- Results are handled as they arrive; each failure is printed when it happens
+  (``nets.runs.console``).
+- A job whose worker died is ended FAILED (found by its sweep id, job number and attempt
+  tags) with the reason ``worker died (exit code ...)``, and resubmitted up to
+  ``max_retries`` times as a new run (attempt + 1): deaths are often not the job's own
+  fault (an OOM kill caused by its neighbours). The summary lists every retry and why.
 - A driver-side janitor (``finally``) ends every run of the sweep still RUNNING, whatever
-  stopped the sweep; ``nets-cleanup`` does the same after a crash of the driver itself.
+  stopped the sweep; ``nets-cleanup`` (``nets.runs.cleanup``) does it after a crash of
+  the driver itself.
 
-Workers, and what happens when one dies
----------------------------------------
-Each worker slot is its own one-process loky executor (``joblib.externals.loky``), not
-one shared pool of ``n_jobs`` workers. A worker stays alive across jobs, so numpy,
-mlflow and matplotlib are imported once per worker, not once per job. When a job kills
-its process (``os._exit``, SIGKILL, the OOM killer, a segfault), only that slot's
-executor breaks: the job that was running in it is, without any doubt, the one that
-died. Its run (found by its sweep id, job number and attempt tags) is ended FAILED with
-the reason ``worker died (exit code ...)``, the slot gets a fresh worker, and the other
-jobs never notice. A job whose worker died is resubmitted up to ``max_retries`` times
-(a new run, attempt + 1), for deaths that were not its own fault (an OOM kill caused by
-its neighbours).
-
-Alternatives measured or ruled out on this 2-core machine:
-
-- One shared loky pool (``get_reusable_executor``): one death breaks the pool, loky
-  kills every healthy sibling, and the culprit is unknown (the exit codes come without
-  pids). The siblings must be rerun, and finding the culprit means rerunning the
-  suspects one at a time: with 8 workers, up to 7 jobs run serially after each death.
-  Slots cost nothing in the common case: the same processes, a few more threads in the
-  driver.
-- A fresh interpreter per job: a new process pays about 3.3 s before its first epoch
-  (imports: nets 0.16 s, mlflow 0.96 s, matplotlib 0.2 s; opening the SQLAlchemy store
-  0.95 s; scikit-learn for digits 1.05 s), over fifteen times the per-job overhead measured
-  with kept workers (0.19 s: run creation, params, metrics, artifacts; dispatch itself
-  0.01 s; ``tests/benchmarks/bench_sweep.py``). Slots pay it once per worker, in
-  ``init_worker``, which also opens the store and loads the first job's dataset.
-- A forkserver with those modules preloaded would start workers faster, but
-  multiprocessing re-runs the main script in each worker it forks (its main-module
-  fix-up): unsafe for a launcher started from arbitrary entry points.
-
-Stopping
---------
-Workers ignore SIGINT (a terminal sends Ctrl-C to the whole process group; loky workers
-would otherwise die between jobs and break their executor). The driver decides: first
-Ctrl-C (or SIGTERM) stops dispatching and asks each running job to stop (SIGUSR1 raises
-``KeyboardInterrupt`` inside the job, which ends its run KILLED); a job that has not
-stopped after ``grace_seconds`` has its worker killed and the janitor ends its run
-KILLED. A second Ctrl-C kills every worker at once; the janitor still runs. A per-job
-``timeout`` works the same way with SIGUSR2 (the run ends FAILED). Relaunching with
-``resume`` skips every config that already has a FINISHED run.
+Stopping: the first Ctrl-C (or SIGTERM) stops dispatching and asks each running job to
+stop (SIGUSR1: ``KeyboardInterrupt`` inside the job, its run ends KILLED); a job that
+has not stopped after ``grace_seconds`` has its worker killed and the janitor ends its
+run KILLED. A second Ctrl-C kills every worker at once; the janitor still runs. A
+per-job ``timeout`` works the same way with SIGUSR2 (the run ends FAILED). Relaunching
+with ``resume`` skips every job whose config already has a FINISHED run.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shlex
 import signal
 import socket
-import sys
+import threading
 import time
-import traceback
-import warnings
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from nets.runs.job import (JobFailed, JobSpec, JobStatus, config_hash, run_job, run_name,
-                           sweep_run_name)
+from nets.runs import console, records
+from nets.runs.console import resume_command  # noqa: F401 - the public hint
+from nets.runs.settings import BLAS_ENV, Settings, cores, workers_for  # noqa: F401
+from nets.runs.workers import JobResult, Slot, Task, make_executor, one_line
 
-# Exit code of the last sweep(s) in this process: 0, 1 (a job failed), 130 (interrupted).
-# The console entries (``nets-train -m``, ``nets-sweep``) exit with it after Hydra
-# returns, so Hydra never re-raises only the first failure.
+# Exit code of the last sweep(s) in this process: 0, 1 (a job failed), 2 (rejected
+# before anything ran), 130 (interrupted). ``nets-train -m`` / ``nets-sweep`` exit with
+# it after Hydra returns.
 EXIT_CODE = 0
-# The command that started the sweep, for the resume hint (set by ``nets-sweep``).
-COMMAND: list[str] | None = None
-
-BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-            "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-# Inherited MLflow state a job must not see: an inherited MLFLOW_RUN_ID makes MLflow
-# ignore the parent and write into that run (mlflow#15713).
-MLFLOW_ENV = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME",
-              "MLFLOW_PARENT_RUN_ID")
-TEST_CRASH_ENV = "NETS_TEST_CRASH"
 
 
-@dataclass
-class Settings:
-    """The launcher's settings (``hydra.launcher.*``), as plain data.
+def sweep_run_name(name: str, configs: Iterable[Mapping[str, Any]], resumes: bool) -> str:
+    """The parent's name: the sweep, its datasets and whether it resumes an earlier one,
+    so two sweeps of one file (MNIST and digits; a run and its ``--resume``) differ in
+    the runs table: ``sweep story4 (mnist)``, ``sweep example (digits, resume)``."""
+    # Only nets' own configs name a dataset; another app's sweep is named by its file.
+    datasets = sorted({(c["dataset"] if isinstance(c["dataset"], str)
+                        else (c["dataset"] or {}).get("name", "?")) for c in configs
+                       if isinstance(c, Mapping) and "dataset" in c})
+    what = ", ".join(datasets[:3] + (["..."] if len(datasets) > 3 else [])
+                     + (["resume"] if resumes else []))
+    return f"sweep {name} ({what})" if what else f"sweep {name}"
 
-    Attributes
-    ----------
-    n_jobs : int
-        Parallel worker processes; -1 = one per core, -2 = all but one.
-    blas_threads : int or None
-        BLAS threads per worker; ``None`` = ``max(1, cores // workers)``.
-    resume : bool
-        Skip every config that already has a FINISHED run in the experiment.
-    max_retries : int
-        Resubmissions of a job whose worker process died.
-    grace_seconds : float
-        Time a job gets to stop and record itself KILLED after Ctrl-C.
-    timeout : float or None
-        Per-job wall-clock limit in seconds.
-    dry_run : bool
-        Print the job list only.
-    """
-
-    n_jobs: int = -1
-    blas_threads: int | None = None
-    resume: bool = False
-    max_retries: int = 1
-    grace_seconds: float = 5.0
-    timeout: float | None = None
-    dry_run: bool = False
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def workers_for(settings: Settings, n_points: int) -> tuple[int, int]:
-    """``(workers, blas_threads)``: workers × threads stays within the cores."""
-    n = settings.n_jobs
-    workers = cores() if n == -1 else max(1, cores() + 1 + n) if n < -1 else n
-    workers = max(1, min(workers, n_points))
-    threads = settings.blas_threads or max(1, cores() // workers)
-    return workers, threads
-
-
-# -- worker side --------------------------------------------------------------------------
-
-@dataclass
-class Task:
-    """What crosses to a worker: plain data only."""
-
-    number: int
-    attempt: int
-    spec: JobSpec
-    log_path: str | None
-    blas_threads: int
-
-
-class JobTimeout(Exception):
-    """Raised inside a job whose per-job timeout expired (the run ends FAILED)."""
-
-
-_IN_JOB = False
-
-
-def _on_stop(signum, frame):
-    if _IN_JOB:
-        raise KeyboardInterrupt("the sweep was interrupted (Ctrl-C)")
-
-
-def _on_timeout(signum, frame):
-    if _IN_JOB:
-        raise JobTimeout("the job exceeded the sweep's per-job timeout")
-
-
-def init_worker(blas_threads: int, warm: dict | None = None) -> None:
-    """Loky initializer: signals, BLAS limit, and the imports every job needs.
-
-    ``warm`` (``uri``, ``experiment_id``, ``dataset``, ``seed`` of the first job) opens
-    the store and loads that dataset once, so that their one-off costs (the SQLAlchemy
-    store: 0.9 s; scikit-learn for digits: 1 s) are paid while the worker starts, not
-    inside the first job.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGUSR1, _on_stop)
-    signal.signal(signal.SIGUSR2, _on_timeout)
-    _limit_blas(blas_threads)
-    import io
-
-    from nets.store import client as store_client  # mlflow: the slowest import, once per worker
-    from nets.report.plots import curves_figure
-
-    # The first figure loads fonts (~0.2 s); pay it here, not in the first job.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        curves_figure({"train/loss": [1.0, 0.5], "val/loss": [1.0, 0.6],
-                       "train/accuracy": [0.5, 0.6], "val/accuracy": [0.5, 0.6],
-                       "lr": [0.1, 0.1]}).savefig(io.BytesIO(), format="png")
-        try:
-            if warm and warm.get("uri"):
-                store_client.MlflowClient(warm["uri"]).get_experiment(warm["experiment_id"])
-            if warm and warm.get("dataset") is not None:
-                from nets.data import DATASETS
-                from nets.train import make_rngs
-
-                DATASETS.build(warm["dataset"], key="dataset").load(
-                    make_rngs(warm["seed"])["data"])
-        except Exception:  # noqa: BLE001 - only a warm-up; the job reports real problems
-            pass
-
-
-def _limit_blas(n: int):
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(limits=n, user_api="blas")
-
-
-def execute(task: Task) -> JobStatus:
-    """Run one job in a worker and return its status, whatever happens in it."""
-    global _IN_JOB
-    for k in MLFLOW_ENV:
-        os.environ.pop(k, None)
-    log = _open_log(task)
-    disarm = _arm_test_crash(task.number)
-    _IN_JOB = True
-    try:
-        _limit_blas(task.blas_threads)
-        return run_job(task.spec, stream=log)
-    except JobFailed as e:  # the run is already ended FAILED, traceback attached
-        log.write(traceback.format_exc())
-        return JobStatus("FAILED", run_id=e.run_id, error=str(e))
-    except BaseException as e:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, ...
-        log.write(traceback.format_exc())
-        return JobStatus("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED",
-                         error=one_line(e))
-    finally:
-        _IN_JOB = False
-        disarm()
-        log.close()
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-
-
-class _Log:
-    """The job's ``job.log`` (or nothing), line-buffered so a crash loses nothing."""
-
-    def __init__(self, path: str | None):
-        self.fh = None
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.fh = open(path, "a", buffering=1)
-
-    def write(self, text: str) -> int:
-        if self.fh is not None:
-            self.fh.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        if self.fh is not None:
-            self.fh.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-
-
-def _open_log(task: Task) -> _Log:
-    log = _Log(task.log_path)
-    log.write(f"== job {task.number} attempt {task.attempt} pid {os.getpid()} "
-              f"host {socket.gethostname()} {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
-              f"   overrides: {' '.join(task.spec.overrides)}\n")
-    return log
-
-
-def _arm_test_crash(number: int) -> Callable[[], None]:
-    """TEST INSTRUMENTATION ONLY: make job ``number`` misbehave after its first epoch.
-
-    ``NETS_TEST_CRASH="3:exit,5:raise"`` (modes: ``raise``, ``unpicklable`` (an exception
-    whose class cannot be pickled), ``exit`` = ``os._exit(3)``, ``sigkill``,
-    ``sys_exit``). Read from the environment only, never from a config, so no sweep file
-    can reach it. It fires inside the run (after the epoch-1 metrics are
-    logged), so the run exists and would be left RUNNING without the janitor.
-    """
-    wanted = dict(part.split(":", 1) for part in os.environ.get(TEST_CRASH_ENV, "").split(",")
-                  if ":" in part)
-    mode = wanted.get(str(number))
-    if mode is None:
-        return lambda: None
-    from nets.store import write as store_write
-
-    original = store_write.RunRecorder.log_metrics
-
-    def crashing(self, metrics, step):
-        original(self, metrics, step)
-        if step >= 1:
-            self.flush()
-            if mode == "raise":
-                raise RuntimeError(f"test crash in job {number}")
-            if mode == "unpicklable":
-                class Unpicklable(Exception):  # local class: pickle cannot find it
-                    pass
-
-                raise Unpicklable(f"test crash in job {number}")
-            if mode == "exit":
-                os._exit(3)
-            if mode == "sigkill":
-                os.kill(os.getpid(), signal.SIGKILL)
-            if mode == "sys_exit":
-                sys.exit(2)
-
-    store_write.RunRecorder.log_metrics = crashing
-    return lambda: setattr(store_write.RunRecorder, "log_metrics", original)
-
-
-# -- driver side: jobs and the store ----------------------------------------------------
 
 @dataclass
 class Job:
@@ -326,22 +72,26 @@ class Job:
 
     number: int
     overrides: list[str]
-    config: dict                       # resolved, checked
+    config: dict                       # the job's resolved config, plain: params, hash
+    fn: Callable | None = None         # worker side: fn(payload, guard) (workers.Task)
+    payload: Any = None
     uri: str | None = None             # absolute; None = tracking disabled
     experiment: str | None = None      # experiment name
     log_path: str | None = None
+    run_name: str | None = None
     experiment_id: str | None = None
     attempt: int = 0
-    status: str = "PENDING"            # PENDING FINISHED FAILED KILLED SKIPPED
+    status: str = "PENDING"            # PENDING RUNNING FINISHED FAILED KILLED SKIPPED
     error: str | None = None
     run_id: str | None = None
     seconds: float = 0.0
     metrics: dict = field(default_factory=dict)
     diagnosis: str | None = None
+    value: Any = None                  # what the worker-side fn returned
 
     @property
     def config_hash(self) -> str:
-        return config_hash(self.config)
+        return records.config_hash(self.config)
 
     def label(self, keys: Iterable[str] | None = None) -> str:
         """The overrides, or only those of ``keys`` (the swept ones)."""
@@ -355,129 +105,24 @@ class Job:
 class Store:
     uri: str
     experiment_id: str
-    parent: Any = None                 # store_write.RunRecorder of the sweep's parent run
+    parent: Any = None                 # RunRecorder of the sweep's parent run
     previous_parent: str | None = None
 
 
-def _client(uri: str):
-    # nets.tracking is the only module that imports mlflow; it has no run search yet,
-    # so its client class is used here.
-    from nets.store import client as store_client
+def _jobs_yaml(jobs: Sequence[Job]) -> str:
+    import yaml
 
-    return store_client.MlflowClient(uri)
-
-
-def _retry(fn, *args, **kwargs):
-    from nets.store import client as store_client
-
-    return store_client.retry(fn, *args, **kwargs)
+    return yaml.safe_dump([{"job": j.number, "overrides": list(j.overrides),
+                            "config_hash": j.config_hash, "status": j.status,
+                            "attempts": j.attempt, "run_id": j.run_id, "error": j.error}
+                           for j in jobs], sort_keys=False)
 
 
-def _search(uri: str, experiment_ids: list[str], filter_string: str,
-            order_by: list[str] | None = None, limit: int | None = None) -> list:
-    client, out, token = _client(uri), [], None
-    while True:
-        page = _retry(client.search_runs, experiment_ids, filter_string,
-                      max_results=min(limit or 5000, 5000), order_by=order_by,
-                      page_token=token)
-        out.extend(page)
-        token = page.token
-        if not token or (limit and len(out) >= limit):
-            return out[:limit] if limit else out
-
-
-def finished_runs(uri: str, experiment_id: str) -> dict[str, str]:
-    """``config hash -> run id`` of every FINISHED run in the experiment."""
-    runs = _search(uri, [experiment_id], "attributes.status = 'FINISHED'")
-    return {r.data.tags["nets.config_hash"]: r.info.run_id for r in runs
-            if "nets.config_hash" in r.data.tags}
-
-
-def sweep_key(jobs: Iterable[Job]) -> str:
-    """Identity of a sweep: the set of its configs (same jobs => same key)."""
-    return hashlib.sha256(",".join(sorted(j.config_hash for j in jobs)).encode()).hexdigest()[:16]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-# -- driver side: the sweep ---------------------------------------------------------------
-
-class _Slot:
-    """One worker process in its own loky executor (see the module docstring)."""
-
-    def __init__(self, make: Callable[[], Any]):
-        self.make = make
-        self.executor = None
-        self.pid_future = None
-        self.job: Job | None = None
-        self.future = None
-        self.submitted = 0.0
-        self.ready_at: float | None = None    # when this slot's current worker came up
-        self.first_ready: float | None = None
-        self.stop_reason: str | None = None   # "interrupt" | "timeout"
-        self.kill_at: float | None = None
-
-    @property
-    def started(self) -> float | None:
-        """When the current job started: submitted to a worker that was up."""
-        if self.job is None or self.ready_at is None:
-            return None
-        return max(self.submitted, self.ready_at)
-
-    @property
-    def pid(self) -> int | None:
-        f = self.pid_future
-        if f is not None and f.done() and not f.cancelled() and f.exception() is None:
-            return f.result()
-        return None
-
-    def start(self) -> None:
-        self.executor, self.ready_at = self.make(), None
-        # The worker's pid (to signal it); its arrival also marks when the job starts.
-        self.pid_future = self.executor.submit(os.getpid)
-        self.pid_future.add_done_callback(self._ready)
-
-    def _ready(self, future) -> None:
-        self.ready_at = time.monotonic()
-        self.first_ready = self.first_ready or self.ready_at
-
-    def submit(self, job: Job, task: Task) -> None:
-        if self.executor is None:
-            self.start()
-        self.job, self.submitted = job, time.monotonic()
-        self.stop_reason = self.kill_at = None
-        self.future = self.executor.submit(execute, task)
-
-    def signal(self, sig: int) -> bool:
-        pid = self.pid
-        if pid is None:
-            return False
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return False
-        return True
-
-    def release(self) -> None:
-        self.job = self.future = None
-        self.stop_reason = self.kill_at = None
-
-    def discard(self) -> None:
-        """Drop the executor (broken, or to be killed); the next job gets a fresh worker."""
-        if self.executor is not None:
-            try:
-                self.executor.shutdown(wait=False, kill_workers=True)
-            except Exception:  # noqa: BLE001 - already broken
-                pass
-        self.executor = self.pid_future = self.ready_at = None
+def _exit_codes(exc: BaseException) -> str:
+    text = str(exc)
+    i = text.find("{")
+    codes = text[i:text.find("}", i) + 1] if i >= 0 else ""
+    return f"exit code {codes.strip('{}')}" if codes else one_line(exc)
 
 
 class Sweep:
@@ -498,31 +143,33 @@ class Sweep:
         Where events, the status line and the summary go (stderr).
     """
 
+    launcher_name = "nets"
+
     def __init__(self, jobs: list[Job], settings: Settings, name: str,
                  axes: dict[str, list[str]], sweep_dir: Path | None = None, out=None):
         self.jobs, self.settings, self.name, self.axes = jobs, settings, name, axes
         self.swept = [k for k, v in axes.items() if len(v) > 1]
         self.sweep_dir = sweep_dir
-        self.out = out or sys.stderr
-        self.tty = hasattr(self.out, "isatty") and self.out.isatty()
+        self.console = console.Console(out)
+        self.out = self.console.out
         self.sweep_id = time.strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
         self.workers, self.threads = workers_for(settings, max(1, len(jobs)))
         self.stores: dict[tuple, Store] = {}
         self.stop_requested = self.interrupted = self.forced = False
         self.cleaning = False
         self.retries = 0
+        self.retried: list[tuple[int, int, str]] = []   # (job, attempt, why)
         self.pending: deque[Job] = deque()
-        self.slots: list[_Slot] = []
+        self.slots: list[Slot] = []
         self.timings: dict[str, float] = {}   # seconds: prepare, dispatch, cleanup
         self.t0 = time.monotonic()
-        self._status_shown = self._stop_said = False
-        self._last_status = 0.0
+        self._stop_said = False
 
     # -- planning -------------------------------------------------------------------
 
     def connect(self) -> None:
         """Reach the execution backend before anything is recorded (local: nothing to
-        do); raise ``ConfigError`` if it cannot run this sweep."""
+        do); raise ``ValueError`` if it cannot run this sweep."""
 
     def dry_run(self) -> int:
         """Print the job list and count; record nothing (the store is only read)."""
@@ -545,18 +192,18 @@ class Sweep:
             if uri is None:
                 continue
             if read_only:
-                from nets.store import uri as store_uri
+                from nets.store.uri import sqlite_path
 
-                db = store_uri.sqlite_path(uri)
+                db = sqlite_path(uri)
                 if db is not None and not db.exists():
                     continue
-                e = _retry(_client(uri).get_experiment_by_name, exp)
+                e = records.retry(records.client(uri).get_experiment_by_name, exp)
                 if e is None:
                     continue
                 exp_id = e.experiment_id
             else:
                 exp_id = self.stores[(uri, exp)].experiment_id
-            done = finished_runs(uri, exp_id)
+            done = records.finished_by_hash(uri, exp_id)
             for j in group:
                 if j.config_hash in done:
                     out[j.number] = done[j.config_hash]
@@ -574,7 +221,7 @@ class Sweep:
         """Prepare the store, dispatch, clean up, summarise; the exit code."""
         global EXIT_CODE
         old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        in_main = _main_thread()
+        in_main = threading.current_thread() is threading.main_thread()
         if in_main:
             for s in old:
                 signal.signal(s, self._on_signal)
@@ -611,13 +258,11 @@ class Sweep:
 
     def _prepare(self) -> None:
         """Schema, WAL, experiment and the parent run, once, before any worker starts."""
-        from nets.store import client as store_client
-
         groups = self._groups()
         for (uri, exp), group in groups.items():
             if uri is None:
                 continue
-            store = Store(uri, store_client.prepare_store(uri, exp))
+            store = Store(uri, records.prepare(uri, exp))
             self.stores[(uri, exp)] = store
             for j in group:
                 j.experiment_id = store.experiment_id
@@ -627,69 +272,73 @@ class Sweep:
                 job.status, job.run_id = "SKIPPED", run_id
             if not self.stores:
                 self._say("resume: tracking is disabled, so nothing can be skipped")
-        key = sweep_key(self.jobs)
+        key = records.sweep_key(j.config_hash for j in self.jobs)
         for (uri, exp), store in self.stores.items():
             if self.settings.resume:
-                prev = _search(uri, [store.experiment_id],
-                               f"tags.`nets.sweep_key` = '{key}' and "
-                               "tags.`nets.sweep_role` = 'parent'",
-                               order_by=["attributes.start_time DESC"], limit=1)
+                prev = records.search(uri, [store.experiment_id],
+                                      f"tags.`nets.sweep_key` = '{key}' and "
+                                      "tags.`nets.sweep_role` = 'parent'",
+                                      order_by=["attributes.start_time DESC"], limit=1)
                 store.previous_parent = prev[0].info.run_id if prev else None
             store.parent = self._parent_run(store, groups[(uri, exp)], key)
 
     def _parent_run(self, store: Store, group: list[Job], key: str):
-        from nets.store import client as store_client, write as store_write
-
         s = self.settings
         tags = {"nets.sweep_id": self.sweep_id, "nets.sweep_role": "parent",
                 "nets.sweep_name": self.name, "nets.sweep_key": key,
+                "nets.launcher": self.launcher_name,
                 "nets.host": socket.gethostname(), "nets.pid": os.getpid(),
                 "nets.n_jobs": self.workers, "nets.blas_threads_limit": self.threads,
-                "nets.sweep_dir": str(self.sweep_dir or ""), **store_client.versions()}
+                "nets.sweep_dir": str(self.sweep_dir or "")}
         if store.previous_parent:
-            prev = _retry(_client(store.uri).get_run, store.previous_parent)
+            prev = records.retry(records.client(store.uri).get_run, store.previous_parent)
             tags.update({"nets.resumes": store.previous_parent,
                          "nets.resumes_sweep_id": prev.data.tags.get("nets.sweep_id", "")})
-        rec = store_write.RunRecorder(store.uri, store.experiment_id,
-                                      sweep_run_name(self.name, [j.config for j in group],
-                                                     store.previous_parent is not None),
-                                      tags=tags)
         params = {f"sweep.{k}": ",".join(v) for k, v in self.axes.items()}
         params.update({"sweep.jobs": len(group), "launcher.n_jobs": self.workers,
                        "launcher.blas_threads": self.threads,
                        "launcher.max_retries": s.max_retries,
                        "launcher.grace_seconds": s.grace_seconds,
                        "launcher.timeout": s.timeout, "launcher.resume": s.resume})
-        rec.log_params(params)
+        rec = records.open_parent(store.uri, store.experiment_id,
+                                  sweep_run_name(self.name, [j.config for j in group],
+                                                 store.previous_parent is not None),
+                                  tags, params)
         rec.log_text(_jobs_yaml(group), "jobs.yaml")
         return rec
 
     def _task(self, job: Job) -> Task:
         store = self.stores.get((job.uri, job.experiment))
-        tags = {"nets.sweep_id": self.sweep_id, "nets.sweep_role": "job",
-                "nets.job": job.number, "nets.attempt": job.attempt,
-                "nets.n_jobs": self.workers, "nets.blas_threads_limit": self.threads,
-                "nets.launcher_host": socket.gethostname(), "nets.launcher_pid": os.getpid()}
-        spec = JobSpec(job.config, job.uri, job.experiment_id,
-                       store.parent.run_id if store and store.parent else None, tags,
-                       list(job.overrides))
-        return Task(job.number, job.attempt, spec, job.log_path, self.threads)
+        spec = None
+        if store is not None:
+            import yaml
+
+            from nets.store.write import flatten
+
+            h = job.config_hash
+            tags = {"nets.sweep_id": self.sweep_id, "nets.sweep_role": "job",
+                    "nets.job": job.number, "nets.attempt": job.attempt,
+                    "nets.job_hash": h, "nets.config_hash": h,
+                    "nets.launcher": self.launcher_name,
+                    "nets.n_jobs": self.workers, "nets.blas_threads_limit": self.threads,
+                    "nets.launcher_host": socket.gethostname(),
+                    "nets.launcher_pid": os.getpid()}
+            spec = records.RunSpec(
+                store.uri, store.experiment_id, store.parent.run_id if store.parent else None,
+                job.run_name or f"job {job.number}: {job.label(self.swept)}"[:240], tags,
+                flatten(job.config), yaml.safe_dump(job.config, sort_keys=False),
+                list(job.overrides), dict(self.settings.diagnosis_keys))
+        return Task(job.number, job.attempt, job.fn, job.payload, spec, job.log_path,
+                    self.threads, list(job.overrides))
 
     def _make_executor(self):
-        from joblib.externals.loky.process_executor import ProcessPoolExecutor
-
-        env = {k: str(self.threads) for k in BLAS_ENV}
-        job = self.pending[0] if self.pending else None
-        warm = None if job is None else {
-            "uri": job.uri, "experiment_id": job.experiment_id,
-            "dataset": job.config.get("dataset", "digits"), "seed": job.config.get("seed", 0)}
-        return ProcessPoolExecutor(max_workers=1, initializer=init_worker,
-                                   initargs=(self.threads, warm), env=env)
+        uri = next((j.uri for j in self.jobs if j.uri), None)
+        return make_executor(self.threads, {k: str(self.threads) for k in BLAS_ENV}, uri)
 
     def _dispatch(self) -> None:
         pending = deque(j for j in self.jobs if j.status == "PENDING")
         skipped = [j for j in self.jobs if j.status == "SKIPPED"]
-        self.slots = [_Slot(self._make_executor) for _ in range(self.workers)]
+        self.slots = [Slot(self._make_executor, self.threads) for _ in range(self.workers)]
         self.pending = pending
         self._say(f"sweep {self.name} ({self.sweep_id}): {len(self.jobs)} jobs"
                   + (f", {len(skipped)} skipped (already FINISHED)" if skipped else "")
@@ -715,7 +364,7 @@ class Sweep:
             self._watch([s for s in self.slots if s.job is not None])
             self._status()
 
-    def _watch(self, busy: list[_Slot]) -> None:
+    def _watch(self, busy: list[Slot]) -> None:
         """Start clocks, enforce timeouts, stop jobs after Ctrl-C."""
         now = time.monotonic()
         for slot in busy:
@@ -748,14 +397,14 @@ class Sweep:
                       f"{len(running)} running (up to {self.settings.grace_seconds:g} s; "
                       "Ctrl-C again to stop at once)")
 
-    def _collect(self, slot: _Slot) -> None:
+    def _collect(self, slot: Slot) -> None:
         from joblib.externals.loky.process_executor import BrokenProcessPool
 
         job, fut, reason = slot.job, slot.future, slot.stop_reason
         job.seconds = time.monotonic() - (slot.started or slot.submitted)
         slot.release()
         try:
-            st = fut.result()
+            res = fut.result()
         except BrokenProcessPool as e:
             slot.discard()
             if reason == "interrupt":
@@ -765,27 +414,33 @@ class Sweep:
             why = (f"timed out after {self.settings.timeout:g} s (worker killed)"
                    if reason == "timeout" else f"worker died ({_exit_codes(e)})")
             self._lost(job, "FAILED", why)
-            retry = job.attempt <= self.settings.max_retries and not self.stop_requested
-            if reason is None and retry:
-                self.retries += 1
-                self._event(job, f"; retrying as attempt {job.attempt + 1}")
-                job.status = "PENDING"
-                self.pending.append(job)
+            if reason is None and self._retry(job, why):
                 return
         except Exception as e:  # noqa: BLE001 - executor shut down, unpicklable task ...
             slot.discard()
             self._lost(job, "KILLED" if self.stop_requested else "FAILED", one_line(e))
         else:
-            job.status, job.error = st.status, st.error
-            job.metrics = st.metrics
-            job.diagnosis = st.diagnosis
-            job.run_id = st.run_id or job.run_id
-            if reason == "timeout" and st.status == "FAILED":
+            self._take(job, res)
+            if reason == "timeout" and res.status == "FAILED":
                 job.error = f"timed out after {self.settings.timeout:g} s"
-            if st.status != "FINISHED" and st.run_id is None and job.uri:
-                runs = self._job_runs(job)
-                job.run_id = runs[0].info.run_id if runs else None
         self._event(job)
+
+    def _retry(self, job: Job, why: str) -> bool:
+        """Requeue a job whose worker died, if it has attempts left; print either way."""
+        if job.attempt <= self.settings.max_retries and not self.stop_requested:
+            self.retries += 1
+            self.retried.append((job.number, job.attempt, why))
+            self._event(job, f"; retrying as attempt {job.attempt + 1}")
+            job.status = "PENDING"
+            self.pending.append(job)
+            return True
+        return False
+
+    def _take(self, job: Job, res: JobResult) -> None:
+        job.status, job.error = res.status, res.error
+        job.metrics, job.diagnosis = res.metrics, res.diagnosis
+        job.run_id = res.run_id or job.run_id
+        job.value = res.value
 
     # -- the record of lost jobs --------------------------------------------------------
 
@@ -793,46 +448,39 @@ class Sweep:
         store = self.stores.get((job.uri, job.experiment))
         if store is None:
             return []
-        return _search(store.uri, [store.experiment_id],
-                       f"tags.`nets.sweep_id` = '{self.sweep_id}' and "
-                       f"tags.`nets.job` = '{job.number}' and "
-                       f"tags.`nets.attempt` = '{job.attempt}'")
+        return records.job_runs(store.uri, store.experiment_id, self.sweep_id, job.number,
+                                job.attempt)
 
     def _lost(self, job: Job, status: str, reason: str) -> None:
         """A job whose worker was lost: end its run ``status`` with ``reason``."""
-        job.status, job.error = status, reason
+        job.status, job.error, job.value = status, reason, None
         if job.log_path and Path(job.log_path).parent.is_dir():
             with open(job.log_path, "a") as fh:
                 fh.write(f"== {status}: {reason}\n")
         store = self.stores.get((job.uri, job.experiment))
         if store is None:
             return
-        client = _client(store.uri)
         try:
             runs = self._job_runs(job)
             for r in runs:
                 if r.info.status == "RUNNING":
-                    _retry(client.set_tag, r.info.run_id, "nets.error", reason)
-                    _retry(client.log_text, r.info.run_id, reason + "\n", "error.txt")
-                    _retry(client.set_terminated, r.info.run_id, status)
+                    records.end_run(store.uri, r.info.run_id, status, reason)
             if runs:
                 job.run_id = runs[0].info.run_id
             elif status == "FAILED":
-                job.run_id = self._placeholder(job, store, reason)
+                job.run_id = self._placeholder(job, reason)
         except Exception as e:  # noqa: BLE001 - the janitor will still end it
             self._say(f"could not record the loss of job {job.number}: {one_line(e)}")
 
-    def _placeholder(self, job: Job, store: Store, reason: str) -> str:
+    def _placeholder(self, job: Job, reason: str) -> str:
         """A FAILED run for a job that died before creating its own."""
-        from nets.store import write as store_write
+        from nets.store.write import RunRecorder
 
-        core = {k: v for k, v in job.config.items() if k != "tracking"}
-        task = self._task(job)
-        rec = store_write.RunRecorder(store.uri, store.experiment_id, run_name(core),
-                                   tags={**task.spec.tags, "nets.config_hash": job.config_hash,
-                                         "nets.error": reason},
-                                   parent_run_id=task.spec.parent_run_id)
-        rec.log_params(store_write.flatten(core))
+        spec = self._task(job).record
+        rec = RunRecorder(spec.uri, spec.experiment_id, spec.name,
+                          tags={**spec.tags, "nets.error": reason},
+                          parent_run_id=spec.parent_run_id)
+        rec.log_params(spec.params)
         rec.log_text(reason + "\n", "error.txt")
         rec.end("FAILED")
         return rec.run_id
@@ -849,12 +497,14 @@ class Sweep:
                     job.status = "KILLED" if self.interrupted else "FAILED"
                     job.error = job.error or ("stopped by Ctrl-C" if self.interrupted
                                               else "the launcher stopped")
-            else:
+            elif self.interrupted:
                 slot.discard()
+            else:
+                slot.keep()
         for j in self.jobs:  # requeued or never dispatched
             if j.status == "RUNNING":
                 j.status = "KILLED"
-        self._clear_status()
+        self.console.clear()
         self._janitor()
         self._end_parents()
         self._summary()
@@ -864,16 +514,16 @@ class Sweep:
         status = "KILLED" if self.interrupted else "FAILED"
         for store in self.stores.values():
             try:
-                runs = _search(store.uri, [store.experiment_id],
-                               f"attributes.status = 'RUNNING' and "
-                               f"tags.`nets.sweep_id` = '{self.sweep_id}' and "
-                               "tags.`nets.sweep_role` = 'job'")
-                client = _client(store.uri)
+                runs = records.search(store.uri, [store.experiment_id],
+                                      f"attributes.status = 'RUNNING' and "
+                                      f"tags.`nets.sweep_id` = '{self.sweep_id}' and "
+                                      "tags.`nets.sweep_role` = 'job'")
+                why = "interrupted" if self.interrupted else "sweep ended"
                 for r in runs:
-                    why = "interrupted" if self.interrupted else "sweep ended"
-                    _retry(client.set_tag, r.info.run_id, "nets.error",
-                           f"ended by the sweep janitor ({why})")
-                    _retry(client.set_terminated, r.info.run_id, status)
+                    c = records.client(store.uri)
+                    records.retry(c.set_tag, r.info.run_id, "nets.error",
+                                  f"ended by the sweep janitor ({why})")
+                    records.retry(c.set_terminated, r.info.run_id, status)
                     job = next((j for j in self.jobs
                                 if str(j.number) == r.data.tags.get("nets.job")
                                 and str(j.attempt) == r.data.tags.get("nets.attempt")), None)
@@ -888,7 +538,7 @@ class Sweep:
                           f"--sweep {self.sweep_id}")
 
     def counts(self) -> dict[str, int]:
-        out = {k: 0 for k in ("FINISHED", "FAILED", "KILLED", "SKIPPED", "PENDING")}
+        out = {k: 0 for k in ("FINISHED", "FAILED", "KILLED", "SKIPPED", "PENDING", "RUNNING")}
         for j in self.jobs:
             out[j.status] = out.get(j.status, 0) + 1
         return out
@@ -912,193 +562,37 @@ class Sweep:
                                  "sweep/seconds": time.monotonic() - self.t0})
                 rec.set_tags({"nets.sweep_status": status,
                               "nets.interrupted": str(self.interrupted).lower()})
-                group = self._groups()[(uri, exp)]
-                rec.log_text(_jobs_yaml(group), "jobs.yaml")
-                rec.log_text(self._summary_text() + "\n", "summary.txt")
+                rec.log_text(_jobs_yaml(self._groups()[(uri, exp)]), "jobs.yaml")
+                rec.log_text(console.summary_text(self) + "\n", "summary.txt")
             finally:
                 rec.end(status)
 
-    def _summary_text(self) -> str:
-        c = self.counts()
-        el = _clock(time.monotonic() - self.t0)
-        lines = [f"sweep {self.name} ({self.sweep_id}): {len(self.jobs)} jobs in {el}: "
-                 f"{c['FINISHED']} FINISHED, {c['FAILED']} FAILED, {c['KILLED']} KILLED, "
-                 f"{c['SKIPPED']} skipped (already FINISHED)"
-                 + (f", {c['PENDING']} not started" if c["PENDING"] else "")]
-        bad = self.bad()
-        if bad:
-            lines.append("failed or killed:")
-            for j in bad:
-                lines.append(f"  job {j.number} [{j.label(self.swept)}] {j.status}: "
-                             f"{j.error or '?'}"
-                             + (f" (run {j.run_id})" if j.run_id else "")
-                             + (f" log {j.log_path}" if j.log_path and Path(j.log_path).exists()
-                                else ""))
-        return "\n".join(lines)
-
     def _summary(self) -> None:
-        text = self._summary_text()
+        text = console.summary_text(self)
         parents = [s.parent.run_id for s in self.stores.values() if s.parent is not None]
         if parents:
             text += "\nparent run: " + ", ".join(parents)
-        c = self.counts()
-        if self.bad() or c["PENDING"]:
-            text += f"\nresume (skips the FINISHED configs): {resume_command()}"
+        if self.bad() or self.counts()["PENDING"]:
+            text += f"\nresume (skips the FINISHED configs): {console.resume_command()}"
         print(text, file=self.out, flush=True)
 
     # -- output -------------------------------------------------------------------------
 
     def _event(self, job: Job, suffix: str = "") -> None:
-        if job.status == "FINISHED":
-            acc = job.metrics.get("best/val_accuracy", job.metrics.get("best/val_loss"))
-            what = "best val_acc" if "best/val_accuracy" in job.metrics else "best val_loss"
-            extra = f" {what} {acc:.4g}" if acc is not None else ""
-            if job.diagnosis:
-                extra += f", diagnosis: {job.diagnosis}"
-            line = (f"job {job.number} FINISHED in {job.seconds:.1f} s "
-                    f"[{job.label(self.swept)}]{extra}")
-        else:
-            line = (f"job {job.number} {job.status} [{job.label(self.swept)}]: {job.error or '?'}"
-                    + (f" (run {job.run_id})" if job.run_id else ""))
-        self._say(line + suffix + ("" if self.tty else f"  | {self._status_text()}"))
+        self._say(console.event_line(job, self.swept) + suffix
+                  + ("" if self.console.tty else f"  | {self._status_text()}"))
 
     def _status_text(self) -> str:
-        c = self.counts()
         busy = [s for s in self.slots if s.job is not None]
-        running = sum(1 for s in busy if s.started is not None)
-        starting = len(busy) - running
-        left = c["PENDING"]
-        el = time.monotonic() - self.t0
-        done = [j.seconds for j in self.jobs if j.status in ("FINISHED", "FAILED", "KILLED")
-                and j.seconds]
-        eta = "?"
-        if done and not self.stop_requested:
-            per = sum(done) / len(done)
-            eta = _clock(per * (left + starting + 0.5 * running) / self.workers)
-        return (f"{c['FINISHED'] + c['SKIPPED']} done, {running} running, "
-                f"{c['FAILED'] + c['KILLED']} failed, {left + starting} left"
-                + (f" ({starting} waiting for a worker to start)" if starting else "")
-                + f" | {_clock(el)} elapsed, ETA {eta}")
+        now = time.monotonic()
+        running_for = [now - s.started for s in busy if s.started is not None]
+        durations = [j.seconds for j in self.jobs if j.status == "FINISHED" and j.seconds]
+        return console.status_text(self.counts(), len(running_for),
+                                   len(busy) - len(running_for), now - self.t0, running_for,
+                                   durations, self.workers, self.stop_requested)
 
     def _status(self) -> None:
-        now = time.monotonic()
-        if self.tty and now - self._last_status >= 0.5:
-            self._last_status = now
-            print(f"\r\033[K{self._status_text()}", end="", file=self.out, flush=True)
-            self._status_shown = True
-        elif not self.tty and now - self._last_status >= 30:
-            self._last_status = now
-            print(self._status_text(), file=self.out, flush=True)
-
-    def _clear_status(self) -> None:
-        if self._status_shown:
-            print("\r\033[K", end="", file=self.out, flush=True)
-            self._status_shown = False
+        self.console.status(self._status_text())
 
     def _say(self, line: str) -> None:
-        self._clear_status()
-        print(line, file=self.out, flush=True)
-        if not self.tty:
-            self._last_status = time.monotonic()
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def _exit_codes(exc: BaseException) -> str:
-    text = str(exc)
-    i = text.find("{")
-    codes = text[i:text.find("}", i) + 1] if i >= 0 else ""
-    return f"exit code {codes.strip('{}')}" if codes else one_line(exc)
-
-
-def _clock(seconds: float) -> str:
-    s = int(round(seconds))
-    if s >= 3600:
-        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-    return f"{s // 60}:{s % 60:02d}"
-
-
-def _jobs_yaml(jobs: Sequence[Job]) -> str:
-    import yaml
-
-    return yaml.safe_dump([{"job": j.number, "overrides": list(j.overrides),
-                            "config_hash": j.config_hash, "status": j.status,
-                            "attempts": j.attempt, "run_id": j.run_id, "error": j.error}
-                           for j in jobs], sort_keys=False)
-
-
-def resume_command() -> str:
-    cmd = list(COMMAND or [Path(sys.argv[0]).name] + sys.argv[1:])
-    cmd[0] = Path(cmd[0]).name
-    if cmd[0] == "nets-sweep":
-        if "--resume" not in cmd:
-            cmd.append("--resume")
-    elif not any(a.startswith("hydra.launcher.resume=") for a in cmd):
-        cmd.append("hydra.launcher.resume=true")
-    return shlex.join(cmd)
-
-
-# -- nets-cleanup -------------------------------------------------------------------------
-
-def parse_age(text: str) -> float:
-    """``"90s"``, ``"30m"``, ``"2h"``, ``"1d"`` (or plain seconds) -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    t = text.strip().lower()
-    if t and t[-1] in units:
-        return float(t[:-1]) * units[t[-1]]
-    return float(t)
-
-
-def find_orphans(uri: str, experiment_ids: list[str], sweep_id: str | None = None,
-                 older_than: float | None = None) -> list[tuple[Any, str]]:
-    """RUNNING runs nobody will end, each with the reason it was picked.
-
-    With ``sweep_id`` and/or ``older_than``: every RUNNING run of that sweep / started
-    longer ago than that (both, if both are given). Otherwise: RUNNING runs recorded on
-    this host whose process is gone (and whose sweep launcher, if any, is gone too).
-    """
-    flt = "attributes.status = 'RUNNING'"
-    if sweep_id:
-        flt += f" and tags.`nets.sweep_id` = '{sweep_id}'"
-    if older_than is not None:
-        flt += f" and attributes.start_time < {int((time.time() - older_than) * 1000)}"
-    runs = _search(uri, experiment_ids, flt)
-    if sweep_id or older_than is not None:
-        why = " and ".join(w for w in (f"sweep {sweep_id}" if sweep_id else "",
-                                       f"older than {older_than:g} s" if older_than else "") if w)
-        return [(r, why) for r in runs]
-    host, out = socket.gethostname(), []
-    for r in runs:
-        t = r.data.tags
-        if t.get("nets.host") != host or not str(t.get("nets.pid", "")).isdigit():
-            continue
-        pid = int(t["nets.pid"])
-        launcher = t.get("nets.launcher_pid", "")
-        if pid_alive(pid) or (launcher.isdigit() and pid_alive(int(launcher))):
-            continue
-        out.append((r, f"process {pid} on {host} is gone"))
-    return out
-
-
-def cleanup(uri: str, experiment_ids: list[str], status: str = "KILLED",
-            sweep_id: str | None = None, older_than: float | None = None,
-            dry_run: bool = False, out=None) -> list[str]:
-    """End orphaned RUNNING runs with ``status``; print each; return their ids."""
-    out = out or sys.stdout
-    orphans = find_orphans(uri, experiment_ids, sweep_id, older_than)
-    client = _client(uri)
-    for r, why in orphans:
-        print(f"{r.info.run_id}  {r.info.run_name or '':<32} RUNNING -> {status}  ({why})"
-              + ("  [dry run]" if dry_run else ""), file=out)
-        if not dry_run:
-            _retry(client.set_tag, r.info.run_id, "nets.error", f"ended by nets-cleanup: {why}")
-            _retry(client.set_terminated, r.info.run_id, status)
-    verb = "would change" if dry_run else "changed"
-    print(f"nets-cleanup: {verb} {len(orphans)} run{'s' * (len(orphans) != 1)}", file=out)
-    return [r.info.run_id for r, _ in orphans]
-
-
+        self.console.say(line)

@@ -69,23 +69,30 @@ class RunRecorder:
         Initial tags (config hash, versions, sweep ids ...).
     parent_run_id : str, optional
         Makes this a child run (``mlflow.parentRunId``).
+    run_id : str, optional
+        Write into this existing run (one a sweep launcher opened) instead of
+        creating one; ``run_name``, ``tags`` and ``parent_run_id`` are then ignored.
     """
 
     def __init__(self, uri: str, experiment_id: str, run_name: str,
                  tags: Mapping[str, str] = (), parent_run_id: str | None = None,
-                 flush_seconds: float = 1.0):
+                 flush_seconds: float = 1.0, run_id: str | None = None):
         self.client = MlflowClient(uri)
         self.flush_seconds = flush_seconds
         self._buffer: list[Metric] = []
         self._last_flush = time.monotonic()
+        self.dropped: list[tuple[str, int]] = []
+        self.ended = False
+        if run_id is not None:
+            self.run = retry(self.client.get_run, run_id)
+            self.run_id = run_id
+            return
         all_tags = {k: str(v) for k, v in dict(tags).items()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         self.run = retry(self.client.create_run, experiment_id, run_name=run_name,
                           tags=all_tags)
         self.run_id = self.run.info.run_id
-        self.dropped: list[tuple[str, int]] = []
-        self.ended = False
 
     # metrics ------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """Sweep launcher: parallel speed-up and per-job fixed overhead.
 
 An 8-job sweep (the default MLP on digits, seeds 0..7) goes through ``nets.runs.sweep.Sweep``
-(what the ``nets`` launcher runs after composing every point) into a SQLite store:
+(what the ``nets`` launcher runs after composing every point; the worker-side callable is
+``nets.runs.job.sweep_task``, nets' job without Hydra) into a SQLite store. For a plain
+Hydra app through the whole launcher see ``bench_own_code.py``.
 
 - 1 worker vs 2 workers, tracked, jobs of about 5 s: the speed-up over the whole sweep
   (store check, parent run, worker start-up, janitor included) and once the workers are
@@ -66,18 +68,21 @@ def baseline(cfgs: list[dict], threads: int) -> list[float]:
 
 def sweep(cfgs: list[dict], n_jobs: int, store: str | None) -> dict:
     from nets.runs import sweep as sweeps
+    from nets.runs.job import sweep_task
     from nets.store import uri as store_uri
 
     uri = store_uri.default_uri(store) if store else None
-    jobs = [sweeps.Job(i, [f"seed={i}"], c, uri, f"bench-{n_jobs}w" if uri else None, None)
-            for i, c in enumerate(cfgs)]
+    jobs = [sweeps.Job(i, [f"seed={i}"], c, sweep_task, c, uri,
+                       f"bench-{n_jobs}w" if uri else None) for i, c in enumerate(cfgs)]
     s = sweeps.Sweep(jobs, sweeps.Settings(n_jobs=n_jobs), f"bench-{n_jobs}w",
                      {"seed": [str(i) for i in range(len(cfgs))]},
                      out=io.StringIO())
     t = time.perf_counter()
     code = s.run()
     total = time.perf_counter() - t
-    assert code == 0 and all(j.status == "FINISHED" for j in jobs), s._summary_text()
+    from nets.runs.console import summary_text
+
+    assert code == 0 and all(j.status == "FINISHED" for j in jobs), summary_text(s)
     r = {"total": total, **s.timings, "threads": s.threads,
          "job_seconds": [j.seconds for j in jobs]}
     r["workers"] = r["first_job_start"] - r["prepare"]   # spawn, imports, warm-up
