@@ -103,7 +103,25 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> JobStatus:
                                os.environ.get("MLFLOW_EXPERIMENT_ID"), run_id=run_id,
                                overrides=list(overrides or [])),
                        data=dataset_for(RunConfig.of(plain).core))
+    from nets.app import start
+
     plain = check(cfg)
+    writer, tr = start.take_writer(), tracking_of(plain)
+    if writer is not None and tr["enabled"]:
+        # The recorder process prepares the store and writes the run beside the
+        # training; here only the quick reachability check (no mlflow import).
+        from nets.store import connect, uri as store_uri
+
+        uri = store_uri.resolve_uri(tr["uri"], os.getcwd())
+        try:
+            connect.check(uri, connect.source_of(tr["uri"]))
+        except BaseException:
+            writer.close()
+            raise
+        return run_job(JobSpec(plain, uri, None, overrides=list(overrides or [])),
+                       recorder=writer)
+    if writer is not None:
+        writer.close()
     uri, exp_id = prepare(plain, os.getcwd())
     return run_job(JobSpec(plain, uri, exp_id, overrides=list(overrides or [])))
 

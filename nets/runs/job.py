@@ -28,6 +28,7 @@ import yaml
 
 from nets import diagnostics
 from nets.runs import usercode
+from nets.store.keys import flatten
 from nets.train import Result, Run, build_run
 
 # The sections a run config is split into at the border; only ``core`` decides the numbers.
@@ -277,11 +278,14 @@ class RunConfig:
                    Tracking(**tracking_of(cfg)))
 
 
-def run_job(spec: JobSpec, stream=None, data=None) -> JobStatus:
+def run_job(spec: JobSpec, stream=None, data=None, recorder=None) -> JobStatus:
     """Build, train and record one run (see module docstring).
 
     ``data``: the loaded dataset for this config's (dataset, seed), when the caller
     holds it already (a sweep's worker keeps the ones it loaded); ``None`` loads it.
+    ``recorder``: a started ``nets.runs.writer.RecorderProcess`` to record through (the
+    run is written beside the training by a process that imports mlflow meanwhile;
+    ``spec.experiment_id`` may then be ``None``: it prepares the store itself).
     """
     cfg = spec.config
     rc = RunConfig.of(cfg)
@@ -301,6 +305,13 @@ def run_job(spec: JobSpec, stream=None, data=None) -> JobStatus:
         rec.set_tags({"nets.config_hash": config_hash(cfg), "nets.dataset": run.data.name,
                       "nets.task": run.data.task, **store_client.versions(), **git_state(),
                       **blas_state(), **spec.tags})
+    elif tr.enabled and recorder is not None:
+        rec = recorder
+        rec.open(spec.uri, tr.experiment, spec.experiment_id, tr.run_name or run_name(core),
+                 {"nets.config_hash": config_hash(cfg), "nets.dataset": run.data.name,
+                  "nets.task": run.data.task, "nets.host": socket.gethostname(),
+                  "nets.pid": os.getpid(), **git_state(), **blas_state(), **spec.tags},
+                 spec.parent_run_id)
     elif tr.enabled:
         from nets.store import client as store_client, write as store_write
 
@@ -312,7 +323,7 @@ def run_job(spec: JobSpec, stream=None, data=None) -> JobStatus:
                                    tags=tags, parent_run_id=spec.parent_run_id)
     try:
         if rec is not None and not attached:
-            rec.log_params(store_write.flatten(core))
+            rec.log_params(flatten(core))
             rec.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
             rec.log_text(yaml.safe_dump(list(spec.overrides)), "overrides.yaml")
         callbacks = [progress] + ([lambda e, m: rec.log_metrics(m, e)] if rec else [])
@@ -406,9 +417,12 @@ def _log_artifacts(rec, run: Run, res: Result, tr: Tracking) -> None:
             path.write_bytes(buf.getvalue())
             rec.log_file(path)
     if tr.log_plots:
+        chance = 1.0 / run.data.n_classes if run.data.task == "classification" else None
+        if hasattr(rec, "log_curves"):  # the recorder process draws it (matplotlib there)
+            rec.log_curves(res.history, chance, rec.run_info_name)
+            return
         from nets.report.plots import curves_figure
 
-        chance = 1.0 / run.data.n_classes if run.data.task == "classification" else None
         rec.log_figure(curves_figure(res.history, chance=chance, title=rec.run.info.run_name),
                        "curves.png")
 

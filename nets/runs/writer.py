@@ -103,8 +103,10 @@ class RecorderProcess:
                    {k: str(v) for k, v in tags.items()}, parent_run_id)
 
     @property
-    def run_id(self) -> str:
-        if self._run_id is None:
+    def run_id(self) -> str | None:
+        """The run's id (waits for the child); ``None`` once the child is gone without
+        one (the error that stopped it was raised already)."""
+        if self._run_id is None and not self._proc.stdin.closed:
             self._send("run_id")
             self._run_id = self._answer()
         return self._run_id
@@ -145,6 +147,7 @@ class RecorderProcess:
         if self.ended:
             return
         self.ended = True
+        self.run_id  # noqa: B018 - known before the pipe closes (the caller reports it)
         self._send("end", status)
         try:
             self._answer()
@@ -194,7 +197,8 @@ def _child() -> int:
                 uri, experiment, exp_id, name, tags, parent = args
                 if exp_id is None:
                     exp_id = store_client.prepare_store(uri, experiment)
-                rec = store_write.RunRecorder(uri, exp_id, name, tags=tags,
+                rec = store_write.RunRecorder(uri, exp_id, name,
+                                              tags={**tags, **store_client.versions()},
                                               parent_run_id=parent)
             elif op == "run_id":
                 answer("ok", rec.run_id)

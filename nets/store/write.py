@@ -11,50 +11,17 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 import time
 from typing import Any, Mapping
 
 from mlflow.entities import Metric, Param, RunTag
 
 from nets.store.client import MlflowClient, retry
+from nets.store.keys import clean_key, finite, flatten  # noqa: F401 - re-exported
 
-_KEY_BAD = re.compile(r"[^A-Za-z0-9_.\-/ :]")
 MAX_PARAM_LEN = 6000
 
-
-def clean_key(key: str) -> str:
-    """A key MLflow accepts: allowed characters, no leading or doubled '/', <= 250."""
-    key = _KEY_BAD.sub("_", str(key))
-    key = re.sub(r"/+", "/", key).strip("/") or "_"
-    return key[:250]
-
-
-def finite(value: Any) -> float | None:
-    """``float(value)`` if finite, else ``None`` (the caller records divergence)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """``{"optimizer": {"lr": 0.1}} -> {"optimizer.lr": "0.1"}``; lists stay one value."""
-    out: dict[str, str] = {}
-    for k, v in cfg.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and v:
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v)
-    return out
-
-
-# -- one run --------------------------------------------------------------------------
 
 class RunRecorder:
     """Writes one run: params once, a metric batch per epoch, tags, artifacts, status.

@@ -1,0 +1,41 @@
+"""``nets-train``'s first lines: start the recorder process, then everything else.
+
+A short run's whole command was mostly waiting for imports: Hydra (~0.5 s), then
+mlflow (~2-3 s) and matplotlib (~0.7 s) before the first number was written. The
+recorder process (``nets.runs.writer``) takes the last two off the critical path, and
+it only helps if it starts before this process spends its own second on Hydra: so this
+module imports nothing heavy, starts it, and only then imports the app.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Arguments after which nets-train records no single run here: nothing to start.
+_NO_RUN = ("-m", "--multirun", "--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c",
+           "--shell-completion", "-sc", "tracking.enabled=false", "tracking.enabled=False")
+
+_WRITER = []
+
+
+def take_writer():
+    """The started recorder process, once (``None`` if none was started)."""
+    return _WRITER.pop() if _WRITER else None
+
+
+def train() -> None:
+    """Console entry of ``nets-train``."""
+    from nets.app import logs
+
+    logs.quiet()  # before the child starts: it inherits the libraries' log levels
+    argv = sys.argv[1:]
+    if not any(a in _NO_RUN or a.startswith("--shell-completion=") for a in argv):
+        from nets.runs.writer import RecorderProcess
+
+        try:
+            _WRITER.append(RecorderProcess.spawn())
+        except OSError:
+            pass  # recorded in process instead, as a sweep's jobs are
+    from nets.app.train import cli
+
+    cli()
