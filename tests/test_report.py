@@ -36,11 +36,6 @@ from nets.store.client import prepare_store
 LRS, SEEDS = (0.3, 0.03), (0, 1, 2)
 
 
-@pytest.fixture(autouse=True)
-def no_env_uri(monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-
-
 def job_config(uri: str, lr: float, seed: int, extra=()) -> dict:
     register()
     with initialize_config_dir(str(appconfig.CONF_DIR), version_base="1.3"):

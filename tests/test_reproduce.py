@@ -38,11 +38,6 @@ SMALL = ["dataset.subsample=200", "train.epochs=3", "tracking.progress=off",
          "tracking.log_plots=false"]
 
 
-@pytest.fixture(autouse=True)
-def no_env_uri(monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-
-
 def compose_cfg(overrides):
     register()
     with initialize_config_dir(str(appconfig.CONF_DIR), version_base="1.3"):

@@ -88,7 +88,7 @@ def test_safe_uri_hides_credentials_only(uri, shown):
     assert store_uri.safe_uri(uri) == shown
 
 
-def test_read_search_runs_pages_and_limits(tmp_path, no_env_uri, monkeypatch):
+def test_read_search_runs_pages_and_limits(tmp_path, monkeypatch):
     from nets.store import read
 
     uri = "sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db")
@@ -106,7 +106,7 @@ def test_read_search_runs_pages_and_limits(tmp_path, no_env_uri, monkeypatch):
         read.experiment_ids(uri, "nope")
 
 
-def test_read_finished_by_tag_sql_and_search_agree(tmp_path, no_env_uri, monkeypatch):
+def test_read_finished_by_tag_sql_and_search_agree(tmp_path, monkeypatch):
     from nets.store import read
 
     uri = "sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db")

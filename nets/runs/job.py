@@ -57,6 +57,9 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
     excluded: they change what is recorded, never the trained weights or curves; so is
     ``train.max_memory_gb``, a limit of the machine, which keeps old runs' hashes)."""
     core = {k: v for k, v in cfg.items() if k not in SECTIONS}
+    if not core.get("plugins", True):
+        # ``plugins: []`` (a launcher's dump of the composed config) is no plugins at all.
+        core.pop("plugins")
     if isinstance(core.get("train"), Mapping) and "max_memory_gb" in core["train"]:
         core["train"] = {k: v for k, v in core["train"].items() if k != "max_memory_gb"}
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
