@@ -353,6 +353,10 @@ def test_compare_rules():
         Difference("train/loss", 2, [1.0], None, 1)
     assert compare(a, {**a, "train/loss": a["train/loss"][::-1]}) is None
     assert compare(a, {**a, "final/train_loss": [(0, 1.0 + 2 ** -52)]}).key == "final/train_loss"
+    # A curve a newer nets records that the original never had is no difference; a
+    # curve the original had and the rerun lacks is one.
+    assert compare(a, {**a, "health/input/scale": [(0, 1.0)]}) is None
+    assert compare({**a, "health/input/scale": [(0, 1.0)]}, a).key == "health/input/scale"
 
 
 def test_config_checks_are_plain_data_only():

@@ -6,7 +6,8 @@ keys, no ``${...}`` interpolation, every component a registry name: ``build_run`
 checked against the run's ``nets.config_hash`` tag (an edited artifact is refused), and
 rerun through ``nets.runs.job.run_job`` into the same store and experiment, as a new run
 tagged ``nets.reproduces=<RUN_ID>``, with the BLAS thread count the original recorded.
-Then every metric history of both runs is compared point by point with ``==``.
+Then every metric history the original recorded is compared point by point with ``==``
+(a metric only a newer nets records is no difference).
 
 Exit codes: 0 identical, 1 different (or the rerun failed), 2 a usage, store or config
 problem: one line ``nets-reproduce: error: ...`` and nothing recorded.
@@ -238,10 +239,15 @@ def metric_histories(client, run) -> dict[str, list[tuple[int, float]]]:
 
 
 def compare(original: Mapping[str, list], reproduced: Mapping[str, list]) -> Difference | None:
-    """``None`` if every history is identical (``==`` on floats), else the first difference
-    (curves first, earliest step, sorted keys; then single-value metrics; see module doc)."""
+    """``None`` if every history the original recorded is identical (``==`` on floats),
+    else the first difference (curves first, earliest step, sorted keys; then
+    single-value metrics; see module doc).
+
+    A metric the original never recorded (a newer nets adds health curves) is no
+    difference: what was recorded is what must come back, point for point.
+    """
     found = []
-    for key in sorted(set(original) | set(reproduced)):
+    for key in sorted(original):
         a, b = _by_step(original.get(key)), _by_step(reproduced.get(key))
         if a == b and key in original and key in reproduced:
             continue
