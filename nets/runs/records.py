@@ -47,22 +47,17 @@ def retry(fn, *args, **kwargs):
 def search(uri: str, experiment_ids: list[str], filter_string: str,
            order_by: list[str] | None = None, limit: int | None = None) -> list:
     """Every run matching ``filter_string`` (all pages), or the first ``limit``."""
-    c, out, token = client(uri), [], None
-    while True:
-        page = retry(c.search_runs, experiment_ids, filter_string,
-                     max_results=min(limit or 5000, 5000), order_by=order_by,
-                     page_token=token)
-        out.extend(page)
-        token = page.token
-        if not token or (limit and len(out) >= limit):
-            return out[:limit] if limit else out
+    from nets.store import read
+
+    return read.search_runs(uri, experiment_ids, filter_string, order_by, limit)
 
 
 def finished_by_hash(uri: str, experiment_id: str) -> dict[str, str]:
-    """``job hash -> run id`` of every FINISHED run in the experiment."""
-    runs = search(uri, [experiment_id], "attributes.status = 'FINISHED'")
-    return {r.data.tags["nets.job_hash"]: r.info.run_id for r in runs
-            if "nets.job_hash" in r.data.tags}
+    """``job hash -> run id`` of every FINISHED run in the experiment (the ``--resume``
+    skip check: one read-only query on a SQLite store, not a search of every run)."""
+    from nets.store import read
+
+    return read.finished_by_tag(uri, experiment_id, "nets.job_hash")
 
 
 def job_runs(uri: str, experiment_id: str, sweep_id: str, number: int,
