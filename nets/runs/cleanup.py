@@ -21,7 +21,10 @@ def parse_age(text: str) -> float:
     return float(t)
 
 
-def pid_alive(pid: int) -> bool:
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this pid exists (``None``: no process)."""
+    if pid is None:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

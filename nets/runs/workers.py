@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nets.runs import records
+from nets.runs.cleanup import pid_alive
 from nets.runs.settings import MLFLOW_ENV
 
 
@@ -263,18 +264,6 @@ def execute(task: Task) -> JobResult:
 _IDLE: dict[int, list] = {}
 
 
-def _alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Slot:
     """One worker process in its own loky executor (see the module docstring)."""
 
@@ -308,7 +297,7 @@ class Slot:
         idle = _IDLE.get(self.key, [])
         while idle:
             executor, pid_future = idle.pop()
-            if pid_future.done() and not pid_future.exception() and _alive(pid_future.result()):
+            if pid_future.done() and not pid_future.exception() and pid_alive(pid_future.result()):
                 self.executor, self.pid_future = executor, pid_future
                 self.ready_at = time.monotonic()
                 self.first_ready = self.first_ready or self.ready_at
@@ -346,7 +335,7 @@ class Slot:
 
     def keep(self) -> None:
         """Give a healthy idle worker back for the next sweep in this process."""
-        if self.executor is not None and self.job is None and _alive(self.pid):
+        if self.executor is not None and self.job is None and pid_alive(self.pid):
             _IDLE.setdefault(self.key, []).append((self.executor, self.pid_future))
             self.executor = self.pid_future = self.ready_at = None
         else:
