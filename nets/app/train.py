@@ -94,9 +94,11 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> JobStatus:
     Inside a sweep of the ``nets`` launcher the job's run is already open and active
     (the launcher made it): the job records into it instead of opening its own.
     """
-    from nets.store import active
+    run_id = None
+    if "mlflow" in sys.modules:  # a launcher that opened a run imported it; else skip its 2 s
+        from nets.store import active
 
-    run_id = active.active_run_id()
+        run_id = active.active_run_id()
     if run_id is not None:  # in a sweep: the launcher checked every point already
         plain = appconfig.to_plain(cfg)
         return run_job(JobSpec(plain, os.environ.get("MLFLOW_TRACKING_URI"),

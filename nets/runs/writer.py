@@ -170,6 +170,13 @@ class RecorderProcess:
 
 # -- the child --------------------------------------------------------------------------
 
+def _import_plotting() -> None:
+    """matplotlib for ``curves.png``, imported while the parent still trains."""
+    from nets.report import plots  # noqa: F401 - the import is the work
+    from matplotlib.backends import backend_agg  # noqa: F401
+
+
+
 def _child() -> int:
     """Read messages from stdin until ``end`` or EOF; answer on stdout."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides how the run ends
@@ -186,7 +193,10 @@ def _child() -> int:
     from nets.store import write as store_write
 
     rec = None
+    idle = [_import_plotting]  # work for the moments the parent has nothing to send
     while True:
+        while idle and not select.select([inp], [], [], 0)[0]:
+            idle.pop(0)()
         try:
             msg = pickle.load(inp)
         except EOFError:
@@ -216,7 +226,10 @@ def _child() -> int:
             elif op == "end":
                 rec.end(args[0])
                 answer("ok", None)
-                return 0
+                # Everything is committed; MLflow's exit hooks would only make the
+                # parent (which waits for this process) wait another second.
+                sys.stderr.flush()
+                os._exit(0)
             else:
                 getattr(rec, op)(*args)
         except Exception as e:  # noqa: BLE001 - reported to the parent as one line
