@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -34,7 +35,9 @@ from hydra.errors import CompactHydraException, HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
+from hydra_plugins.nets_launcher._compose import PointComposer
 from nets.runs import sweep as sweeps
+from nets.runs.console import Console
 from nets.runs.settings import Settings
 from nets.runs.workers import picklable
 
@@ -46,9 +49,14 @@ class LauncherError(CompactHydraException):
 # -- worker side --------------------------------------------------------------------------
 
 class _Payload:
-    def __init__(self, hydra_context, task_function, config, singleton_state):
+    def __init__(self, hydra_context, task_function, point, singleton_state):
         self.hydra_context, self.task_function = hydra_context, task_function
-        self.config, self.singleton_state = config, singleton_state
+        self.point, self.singleton_state = point, singleton_state
+
+    @property
+    def config(self) -> DictConfig:
+        """The job's full config (built where it is first needed: in the worker)."""
+        return self.point.config
 
 
 def run_hydra_job(payload: _Payload, guard) -> JobReturn:
@@ -87,23 +95,24 @@ def plan(launcher, settings: Settings, job_overrides: Sequence[Sequence[str]],
     singletons = Singleton.get_state()
     launch_dir = os.getcwd()
     sweep_dir = Path(str(config.hydra.sweep.dir))
+    composer, progress = PointComposer(loader, config), PlanProgress(len(job_overrides))
     jobs = []
     try:
         for i, overrides in enumerate(job_overrides):
+            progress.update(i)
             idx, overrides = initial_job_idx + i, list(overrides)
             try:
-                cfg = loader.load_sweep_config(config, overrides)
+                point = composer.compose(overrides, idx)
             except (HydraException, OmegaConfBaseException) as e:
                 first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
                 raise LauncherError(f"config error: sweep job {idx} ({' '.join(overrides)}): "
                                     f"{first}") from e
-            with open_dict(cfg):
-                cfg.hydra.job.num = idx
-                cfg.hydra.job.id = f"{cfg.hydra.job.name}_{idx}"
-            HydraConfig.instance().set_config(cfg)
-            task_cfg = copy.deepcopy(cfg)
-            with read_write(task_cfg), open_dict(task_cfg):
-                del task_cfg["hydra"]
+            if point.uses_hydra or i == 0:
+                # A point's full config (its hydra node) costs more than composing it:
+                # only when the app's config reads it (${hydra:...}); else the first
+                # point's stands for all while they are checked.
+                HydraConfig.instance().set_config(point.config)
+            task_cfg = point.task_config
             if check is not None:
                 try:
                     check(task_cfg)
@@ -117,16 +126,36 @@ def plan(launcher, settings: Settings, job_overrides: Sequence[Sequence[str]],
             if tracking_hook is not None:
                 where.update(tracking_hook(task_cfg))
             tracking, uri = bool(where["tracking"]), where["uri"]
-            experiment = where["experiment"] or str(cfg.hydra.job.name)
-            subdir = str(cfg.hydra.sweep.subdir)
+            experiment = where["experiment"] or str(point.base.hydra.job.name)
             jobs.append(sweeps.Job(
                 idx, overrides, _plain(task_cfg), run_hydra_job,
-                _Payload(launcher.hydra_context, launcher.task_function, cfg, singletons),
+                _Payload(launcher.hydra_context, launcher.task_function, point, singletons),
                 resolve_uri(uri, launch_dir) if tracking else None,
-                experiment if tracking else None, str(sweep_dir / subdir / "job.log")))
+                experiment if tracking else None, str(sweep_dir / point.subdir / "job.log")))
     finally:
+        progress.done()
         HydraConfig.instance().set_config(config)
     return jobs
+
+
+class PlanProgress:
+    """``planning: 57/200 points composed and checked`` once planning has taken 2 s:
+    rewritten on a terminal, a plain line every 30 s otherwise (from 10 s, so that a
+    short plan that ends in a one-line error prints that line alone)."""
+
+    def __init__(self, total: int):
+        self.total, self.start = total, time.monotonic()
+        self.console = Console()
+        self.first = 2.0 if self.console.tty else 10.0
+
+    def update(self, done: int) -> None:
+        elapsed = time.monotonic() - self.start
+        if elapsed >= self.first:
+            self.console.status(f"planning: {done}/{self.total} points composed and checked "
+                                f"({elapsed:.0f} s)")
+
+    def done(self) -> None:
+        self.console.clear()
 
 
 def axes_of(job_overrides: Sequence[Sequence[str]]) -> dict[str, list[str]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from nets import plugins
 from nets.app import errors, schema
@@ -125,11 +125,14 @@ def _sweep_values(val: str) -> list[str]:
 def to_plain(cfg: DictConfig) -> dict[str, Any]:
     """Resolved config as plain dicts/lists, ``hydra`` node removed, strictly checked."""
     try:
-        # missing_keys resolves interpolations too: a bad ${...} fails here.
-        missing = sorted(OmegaConf.missing_keys(cfg))
-        if missing:
-            raise ConfigError(missing[0], "???", "a value is required")
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as e:
+        # Name the first missing key in sorted order, whichever the walk met first
+        # (missing_keys walks the whole tree: only worth it when one is missing).
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if not missing:
+            raise one_line(e) from e
+        raise ConfigError(missing[0], "???", "a value is required") from None
     except OmegaConfBaseException as e:
         raise one_line(e) from e
     plain.pop("hydra", None)

@@ -85,7 +85,15 @@ def check(cfg: DictConfig) -> dict:
     plain = appconfig.to_plain(cfg)
     core = RunConfig.of(plain).core
     build_run(core, data=dataset_for(core))
+    _CHECKED[:] = [cfg, plain]
     return plain
+
+
+_CHECKED: list = []  # [cfg, plain] of the last check: the launcher asks tracking() next
+
+
+def _plain_of(cfg: DictConfig) -> dict:
+    return _CHECKED[1] if _CHECKED and _CHECKED[0] is cfg else appconfig.to_plain(cfg)
 
 
 def train(cfg: DictConfig, overrides: list[str] | None = None) -> JobStatus:
@@ -153,7 +161,7 @@ def task(cfg: DictConfig) -> JobStatus:
 
 def tracking(cfg: DictConfig) -> dict:
     """Where the launcher records this config's job: its ``tracking`` section."""
-    tr = RunConfig.of(appconfig.to_plain(cfg)).tracking
+    tr = RunConfig.of(_plain_of(cfg)).tracking
     return {"tracking": tr.enabled, "uri": tr.uri, "experiment": tr.experiment}
 
 
