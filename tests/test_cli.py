@@ -24,7 +24,6 @@ import yaml
 from _data import write_tiny_mnist
 from conftest import BIN, clean_env
 
-pytestmark = pytest.mark.slow
 
 NETS_TRAIN = BIN / "nets-train"
 NETS_UI = BIN / "nets-ui"
@@ -208,6 +207,7 @@ def test_ui_without_store_fails_with_one_line(tmp_path):
 
 # -- the override contract --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_override_contract_mlp_on_mnist(tmp_path):
     args = [*mnist_args(tmp_path), "model=mlp", "model.hidden=[128,64]",
             "model.activation=tanh", "model.output=softmax", "loss=cross_entropy",

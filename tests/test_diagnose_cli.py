@@ -179,7 +179,6 @@ def test_errors_are_one_line_and_write_nothing(store, tmp_path, capsys):
     assert "nets.diagnosis" not in client.get_run(rid).data.tags
 
 
-@pytest.mark.slow
 def test_example_script_diagnosed(shared, tmp_path, capsys):
     """examples/diagnose_any_run: a plain-MLflow script's run, diagnosed through --key."""
     import subprocess

@@ -57,20 +57,17 @@ def test_discovery():
 
 
 # (the suites extend the ``overrides`` list they get: each class gets its own copy)
-@pytest.mark.slow
 @pytest.mark.parametrize("launcher_name, overrides", [("nets", list(LOCAL))])
 class TestNetsLauncher(LauncherTestSuite):
     pass
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("launcher_name, overrides", [
     ("nets", [*LOCAL, "hydra/sweeper=basic", "hydra.sweeper.max_batch_size=2"])])
 class TestNetsLauncherBatched(BatchedSweeperTestSuite):
     """As Hydra's own basic launcher runs this suite: batches of 2 from the basic sweeper."""
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("task_launcher_cfg, extra_flags", [
     ({}, ["-m", "hydra/job_logging=hydra_debug", "hydra/job_logging=disabled",
           "hydra/launcher=nets", "hydra.launcher.n_jobs=1", "hydra.launcher.tracking=false"])])
@@ -78,7 +75,6 @@ class TestNetsLauncherIntegration(IntegrationTestSuite):
     pass
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("launcher_name, overrides", [("nets_dask", list(DASK))])
 class TestNetsDaskLauncher(LauncherTestSuite):
     pass

@@ -87,6 +87,7 @@ def test_a_raising_job_fails_alone(tmp_path):
     assert "job 1 [mode=raise] FAILED: ValueError: boom in my loop" in p.stderr
 
 
+@pytest.mark.slow
 def test_worker_death_is_retried_then_failed_and_the_summary_says_why(tmp_path):
     p = sweep(tmp_path, "mode=ok,exit")
     assert p.returncode == 1
@@ -98,6 +99,7 @@ def test_worker_death_is_retried_then_failed_and_the_summary_says_why(tmp_path):
     assert "job 1 [mode=exit] attempt 1: worker died (exit code EXIT(3))" in summary
 
 
+@pytest.mark.slow
 def test_timeout_fails_the_job_not_the_sweep(tmp_path):
     # generous: the quick job never reaches it, even on a loaded machine
     p = sweep(tmp_path, "mode=ok,sleep", "pause=10", "hydra.launcher.timeout=20")
@@ -119,6 +121,7 @@ def _finished(launch: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_resume(tmp_path):
     args = ("mode=sleep", "pause=0.3", "seed=range(0,6)")
     proc = sweep(tmp_path, *args, popen=True)
@@ -165,6 +168,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_kill_9_of_the_launcher_takes_its_workers_with_it(tmp_path):
     proc = sweep(tmp_path, "mode=sleep", "pause=1", "epochs=60", "seed=0,1", popen=True)

@@ -308,7 +308,6 @@ def cli(*args, cwd):
                           timeout=300)
 
 
-@pytest.mark.slow
 def test_every_kind_trains_records_and_reproduces(userdir, tmp_path, capsys, store, store_dir):
     src = userdir("myparts", PARTS)
     store = store_dir
@@ -456,7 +455,6 @@ def test_hparams_round_trip_and_names_stay_short(userdir):
     assert np.allclose(act.forward(Z), Z / (1 + np.abs(Z)))
 
 
-@pytest.mark.slow
 def test_story1_example_buggy_command(store, store_dir, tmp_path):
     """examples/story1_layers/README.md's first command: the check stops it, one line."""
     store = store_dir

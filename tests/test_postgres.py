@@ -26,6 +26,8 @@ pytest.importorskip("psycopg", reason="psycopg 3 is missing: pip install -e '.[t
 
 from _services import clean_env, postgres_bin, wait_for  # noqa: E402
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: `pytest -m slow`
+
 if postgres_bin() is None:
     pytest.skip("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin: apt-get install "
                 "postgresql, or set NETS_PG_BIN)", allow_module_level=True)
@@ -60,7 +62,6 @@ def start_sweep(address: str, uri: str, launch: Path) -> subprocess.Popen:
         stderr=open(launch / "stderr.log", "w"), text=True, start_new_session=True)
 
 
-@pytest.mark.slow
 def test_sweep_report_reproduce_cleanup_on_postgres(services, tmp_path):
     from distributed import Client
     from mlflow.tracking import MlflowClient

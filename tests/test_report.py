@@ -388,7 +388,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("NETS_TEST_MLFLOW_SERVER") != "1",
                     reason="starts an mlflow server (~20 s): set NETS_TEST_MLFLOW_SERVER=1")
 def test_http_server_uses_the_bulk_endpoint(tmp_path, capsys):

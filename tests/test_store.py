@@ -330,6 +330,7 @@ def _worker(uri: str, experiment_id: str, i: int, barrier) -> None:
     rec.end("FINISHED")
 
 
+@pytest.mark.slow
 def test_eight_processes_write_one_store(tmp_path):
     from mlflow.tracking import MlflowClient
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import BIN, clean_env
 
+pytestmark = pytest.mark.slow  # the end-to-end tier: `pytest -m slow`
+
 
 def sweep(tmp: Path, name: str, *overrides: str) -> dict[tuple, object]:
     """Run ``nets-sweep name overrides`` in ``tmp``; ``{swept values: child run}``."""

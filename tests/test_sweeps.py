@@ -103,7 +103,6 @@ def test_status_line_counts_killed_apart_and_its_eta_counts_down():
     assert stopping.endswith("ETA ?")
 
 
-@pytest.mark.slow
 def test_dry_run_lists_jobs_and_records_nothing(tmp_path):
     p = ok(run(tmp_path, "nets-sweep", "example", "--dry-run"))
     lines = [ln for ln in p.stdout.splitlines() if ln.strip().startswith("#")]
@@ -112,7 +111,6 @@ def test_dry_run_lists_jobs_and_records_nothing(tmp_path):
     assert sorted(os.listdir(tmp_path)) == []  # no store, no multirun dir
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(p.stem for p in
                                          (Path(__file__).parents[1] / "sweeps").glob("*.yaml")))
 def test_every_sweep_file_composes(name, tmp_path):
@@ -121,7 +119,6 @@ def test_every_sweep_file_composes(name, tmp_path):
     assert "jobs" in p.stdout.splitlines()[-1]
 
 
-@pytest.mark.slow
 def test_one_bad_point_rejects_the_sweep_with_one_line(tmp_path):
     p = run(tmp_path, "nets-train", "-m", "optimizer.lr=0.1,-1,abc", *TINY)
     assert p.returncode == 2, p.stderr
@@ -254,7 +251,6 @@ def test_ctrl_c_then_resume_gives_one_finished_run_per_config(tmp_path):
     assert f"{len(done_before)} skipped" in p.stderr
 
 
-@pytest.mark.slow
 def test_sweep_file_with_overrides_on_top(tmp_path):
     # The file sweeps lr (3) x activation (3) for 10 epochs; the command line replaces
     # the lr axis, narrows the activations and the epochs.

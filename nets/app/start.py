@@ -38,4 +38,9 @@ def train() -> None:
             pass  # recorded in process instead, as a sweep's jobs are
     from nets.app.train import cli
 
-    cli()
+    try:
+        cli()
+    finally:
+        unused = take_writer()
+        if unused is not None:  # rejected before a run began: stop its imports now
+            unused.kill()

@@ -154,6 +154,11 @@ class RecorderProcess:
         finally:
             self.close()
 
+    def kill(self) -> None:
+        """Stop a writer that was never given a run (nothing of it to keep)."""
+        self._proc.kill()
+        self.close()
+
     def close(self) -> None:
         """Let the child go (it ends a run still open as KILLED) and reap it."""
         for stream in (self._proc.stdin, self._proc.stdout):

@@ -12,12 +12,15 @@ Hydra app through the whole launcher see ``bench_own_code.py``.
 - Per-job fixed overhead (dispatch, run creation, params, metrics, artifacts): with short
   jobs and 1 worker, the jobs phase minus the same trainings run in this process without
   tracking, per job; a sweep with tracking off splits it into dispatch and recording.
-  Target: <= 0.3 s per job.
+  Goal (issue 16): <= 0.1 s per job, worker start <= 1.5 s, the first job in a fresh
+  worker no slower than the others.
+- Planning: ``nets-sweep`` of a 200-point sweep with ``--dry-run``, whole command (goal
+  <= 5 s).
 - Optionally (``--cli``) the whole ``nets-sweep`` command, process start included.
 
 Timings on a shared machine vary with its load; the load average is printed.
 
-    python tests/benchmarks/bench_sweep.py [--epochs 1200] [--short-epochs 20] [--repeats 1] [--cli]
+    python tests/benchmarks/bench_sweep.py [--epochs 1200] [--short-epochs 20] [--repeats 1] [--cli] [--plan-only]
 """
 
 from __future__ import annotations
@@ -113,6 +116,36 @@ def cli(epochs: int, n: int, workers: int, d: str) -> float:
     return time.perf_counter() - t
 
 
+PLAN_SWEEP = """defaults:
+  - config
+  - _self_
+hydra:
+  mode: MULTIRUN
+  sweeper:
+    params:
+      optimizer.lr: 0.001,0.003,0.01,0.03,0.1
+      seed: range(0,10)
+      model.activation: sigmoid,tanh,relu,leaky_relu
+"""
+
+
+def plan(d: str) -> tuple[float, float]:
+    """``nets-sweep <200 points> --dry-run``: whole command, and a 1-point dry run (the
+    command's fixed cost) for comparison; seconds."""
+    exe = Path(sys.executable).parent / "nets-sweep"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    path = Path(d, "plan200.yaml")
+    path.write_text(PLAN_SWEEP)
+    times = []
+    for extra in ([], ["optimizer.lr=0.1", "seed=0", "model.activation=relu"]):
+        t = time.perf_counter()
+        out = subprocess.run([str(exe), str(path), "--dry-run", *extra], cwd=d, env=env,
+                             check=True, capture_output=True, text=True)
+        times.append(time.perf_counter() - t)
+        assert f"{200 if not extra else 1} jobs" in out.stdout + out.stderr, out.stdout[-300:]
+    return times[0], times[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=1200,
@@ -123,6 +156,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1,
                     help="alternate the variants this many times and keep each one's fastest")
     ap.add_argument("--cli", action="store_true", help="also time the nets-sweep command")
+    ap.add_argument("--plan-only", action="store_true",
+                    help="only the 200-point --dry-run (planning) figure")
     a = ap.parse_args()
     from nets.runs import sweep as sweeps
     from nets.store import client as store_client, uri as store_uri
@@ -131,6 +166,11 @@ def main() -> None:
     print(f"{sweeps.cores()} cores, load average {os.getloadavg()[0]:.2f}; {n} jobs: the "
           f"default MLP on digits, seeds 0..{n - 1}")
     with tempfile.TemporaryDirectory() as d:
+        whole, one_point = plan(d)
+        print(f"\n-- planning: nets-sweep <200 points> --dry-run {whole:.2f} s (goal <= 5 s; "
+              f"issue 16 measured 98-191 s); the same command with 1 point {one_point:.2f} s")
+        if a.plan_only:
+            return
         t = time.perf_counter()
         store_client.prepare_store(store_uri.default_uri(d), "bench")
         create = time.perf_counter() - t
@@ -146,6 +186,7 @@ def main() -> None:
                   f"  ({statistics.mean(r['job_seconds']):.2f} s per job)")
         print(f"speed-up 2 vs 1 workers: {one['total'] / two['total']:.2f}x whole sweep, "
               f"{one['jobs'] / two['jobs']:.2f}x once the workers are up   (target >= 1.8x)")
+        print(f"worker start: {two['workers']:.2f} s (goal <= 1.5 s; issue 16 measured ~5 s)")
 
         print(f"\n-- per-job overhead: {a.short_epochs} epochs per job, 1 worker")
         short = configs(n, a.short_epochs, True)
@@ -160,11 +201,12 @@ def main() -> None:
               f"{bare['jobs']:.2f} s; worker start {tracked['workers']:.2f} s (once per worker)")
         per = (tracked["jobs"] - train) / n
         print(f"per-job fixed overhead (jobs phase - trainings alone) / {n}: {per:.3f} s   "
-              f"(target <= 0.3 s)")
+              f"(goal <= 0.1 s; issue 16 measured 0.37 s)")
         print(f"  dispatch (tracking off): {(bare['jobs'] - train) / n:.3f} s; run creation, "
               f"params, metrics, artifacts: {(tracked['jobs'] - bare['jobs']) / n:.3f} s")
-        print(f"  first job in a fresh worker: {tracked['job_seconds'][0]:.2f} s vs "
-              f"{base[0]:.2f} s alone")
+        rest = statistics.median(tracked["job_seconds"][1:])
+        print(f"  first job in a fresh worker: {tracked['job_seconds'][0]:.2f} s, the others "
+              f"{rest:.2f} s (median), the training alone {base[0]:.2f} s (goal: first no slower)")
         if a.cli:
             print(f"\n-- whole nets-sweep command, {a.epochs} epochs per job")
             times = {w: cli(a.epochs, n, w, d) for w in (1, 2)}
