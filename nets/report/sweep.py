@@ -180,8 +180,7 @@ def collect(client, uri: str, parent, all_attempts: bool = False, on_rows=None) 
     for p in chain:
         ids = list(dict.fromkeys(exp_ids + [p.info.experiment_id]))
         # page by page: MLflow's entities of one page at a time, not of the whole sweep
-        for page in read.pages(read.children(client, ids, p.info.run_id,
-                                             page=read.STREAM_PAGE)):
+        for page in read.child_pages(client, uri, ids, p.info.run_id):
             take(page)
     extra = [i for p in chain for i in _jobs_yaml_skipped(client, uri, p) if i not in rows]
     take(read.runs_by_id(client, exp_ids, extra))
