@@ -434,6 +434,14 @@ def test_http_server_uses_the_bulk_endpoint(tmp_path, capsys):
             for k in a.curves:
                 assert a.curves[k][0].tolist() == b.curves[k][0].tolist()
                 assert a.curves[k][1].tolist() == b.curves[k][1].tolist()
+        # the --resume skip check over the server (runs/search's JSON) = on the file
+        hashes = read.finished_by_tag(f"sqlite:///{db}", exp, "nets.config_hash")
+        assert set(hashes.values()) == {r.run_id for r in direct.runs
+                                        if r.status == "FINISHED"
+                                        and "nets.config_hash" in r.tags}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(read, "REST_SEARCH_PAGE", 3)
+            assert read.finished_by_tag(uri, exp, "nets.config_hash") == hashes
         # the 25,000-point cap: chunks are split and asked again
         with contextlib.ExitStack() as stack:
             stack.enter_context(pytest.MonkeyPatch.context()).setattr(read, "REST_MAX_RESULTS", 5)
