@@ -44,7 +44,7 @@ MlflowException = store_client.MlflowException
 SEARCH_PAGE = 50_000          # MLflow's own maximum for one search_runs page
 STREAM_PAGE = 250             # runs per page when each run is reduced as it arrives:
                               # the peak of MLflow's entities for one page, 95 -> 40 MB
-REST_SEARCH_PAGE = 1000       # runs per runs/search request when only tags are kept
+REST_SEARCH_PAGE = 500        # runs per runs/search request when only tags are kept
 SQL_CHUNK = 500               # run ids per SQL query (+ keys: under SQLite's 999 limit)
 REST_CHUNK = 100              # run ids per get-history-bulk request (the server's maximum)
 REST_MAX_RESULTS = 25_000     # points per get-history-bulk response (the server's maximum)
@@ -466,8 +466,11 @@ def _session(uri: str):
     from urllib3.util.retry import Retry
 
     s = requests.Session()
+    # POST too: this session only reads (runs/search is a POST); a request that lost its
+    # connection (an overloaded server restarts a worker that misses its health check
+    # during a long request: seen with uvicorn at load 15 on 2 cores) is asked again
     retries = Retry(total=3, backoff_factor=1, status_forcelist=(429, 502, 503, 504),
-                    allowed_methods=("GET",))
+                    allowed_methods=("GET", "POST"))
     s.mount("http://", HTTPAdapter(max_retries=retries, pool_maxsize=THREADS))
     s.mount("https://", HTTPAdapter(max_retries=retries, pool_maxsize=THREADS))
     p = urlparse(uri)
