@@ -439,9 +439,11 @@ def _curves_sqlite(db: Path, run_ids: list[str], keys: list[str]) -> dict:
         kq = ",".join("?" * len(keys))
         for i in range(0, len(run_ids), SQL_CHUNK):
             chunk = run_ids[i:i + SQL_CHUNK]
+            # "+key": not the primary key's index (it starts with key: every point of
+            # those keys in the store, for each chunk: 36 s at 10,000 runs), the run's
             sql = (f"SELECT run_uuid, key, step, timestamp, "
                    f"CASE WHEN is_nan THEN NULL ELSE value END FROM metrics "
-                   f"WHERE run_uuid IN ({','.join('?' * len(chunk))}) AND key IN ({kq})")
+                   f"WHERE run_uuid IN ({','.join('?' * len(chunk))}) AND +key IN ({kq})")
             rows = con.execute(sql, [*chunk, *keys]).fetchall()
             if rows:
                 runs, ks, steps, stamps, values = zip(*rows)
