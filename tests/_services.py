@@ -162,13 +162,15 @@ class Services:
         wait_for(ready, 60, "PostgreSQL to accept connections", [pg])
         return f"postgresql+psycopg://{PG_USER}@127.0.0.1:{port}/mlflow"
 
-    def mlflow_server(self, backend: str, artifacts: Path, name: str = "mlflow") -> str:
+    def mlflow_server(self, backend: str, artifacts: Path, name: str = "mlflow",
+                      workers: int = 1) -> str:
         """Start ``mlflow server`` on ``backend``; its ``http://127.0.0.1:PORT`` (not yet
-        answering: ``wait_healthy``, so other services can start meanwhile)."""
+        answering: ``wait_healthy``, so other services can start meanwhile). One worker
+        process by default (tests); MLflow's own default is 4."""
         port = free_port()
         self.start(name, [str(BIN / "mlflow"), "server", "--backend-store-uri", backend,
                               "--artifacts-destination", str(artifacts), "--host", "127.0.0.1",
-                              "--port", str(port), "--workers", "1"])
+                              "--port", str(port), "--workers", str(workers)])
         return f"http://127.0.0.1:{port}"
 
     def dask(self, workers: int = 2) -> str:

@@ -414,16 +414,33 @@ def test_http_server_uses_the_bulk_endpoint(tmp_path, capsys):
                 time.sleep(0.5)
         exp = prepare_store(uri)
         parent = make_sweep(uri, exp, "served", LRS, (0, 1))
-        over_http = rsweep.make_report(uri, parent)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(read, "STREAM_PAGE", 2)    # several runs/search pages
+            over_http = rsweep.make_report(uri, parent)
         assert over_http.fetch_method == "rest"
         direct = rsweep.make_report(f"sqlite:///{db}", parent)
         assert direct.fetch_method == "sqlite"
         assert [r.run_id for r in over_http.runs] == [r.run_id for r in direct.runs]
-        for a, b in zip(over_http.runs, direct.runs):
+        for a, b in zip(over_http.runs, direct.runs):   # runs/search's JSON = the entities
+            assert (a.name, a.status, a.start_time, a.experiment_id, a.params, a.tags) == \
+                (b.name, b.status, b.start_time, b.experiment_id, b.params, b.tags)
+            assert a.metrics.keys() == b.metrics.keys() and all(
+                a.metrics[k] == b.metrics[k] or (math.isnan(a.metrics[k])
+                                                 and math.isnan(b.metrics[k]))
+                for k in a.metrics)
+            assert (a.value, a.epoch, a.final, a.rank) == (b.value, b.epoch, b.final, b.rank)
             assert a.curves.keys() == b.curves.keys()
             for k in a.curves:
                 assert a.curves[k][0].tolist() == b.curves[k][0].tolist()
                 assert a.curves[k][1].tolist() == b.curves[k][1].tolist()
+        # the --resume skip check over the server (runs/search's JSON) = on the file
+        hashes = read.finished_by_tag(f"sqlite:///{db}", exp, "nets.config_hash")
+        assert set(hashes.values()) == {r.run_id for r in direct.runs
+                                        if r.status == "FINISHED"
+                                        and "nets.config_hash" in r.tags}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(read, "REST_SEARCH_PAGE", 3)
+            assert read.finished_by_tag(uri, exp, "nets.config_hash") == hashes
         # the 25,000-point cap: chunks are split and asked again
         with contextlib.ExitStack() as stack:
             stack.enter_context(pytest.MonkeyPatch.context()).setattr(read, "REST_MAX_RESULTS", 5)

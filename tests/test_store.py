@@ -106,6 +106,68 @@ def test_read_search_runs_pages_and_limits(tmp_path, monkeypatch):
         read.experiment_ids(uri, "nope")
 
 
+def _history_store(tmp_path):
+    """7 runs, two keys (one without a slash), points logged out of order, one step
+    twice and one NaN; run 6 lacks ``val/loss``."""
+    from mlflow.entities import Metric
+
+    uri = "sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db")
+    exp = prepare_store(uri)
+    client = store_client.MlflowClient(uri)
+    ids = []
+    for i in range(7):
+        run = client.create_run(exp).info.run_id
+        keys = ("val/loss", "trainloss") if i < 6 else ("trainloss",)
+        pts = [Metric(k, float(i + s / 10), 1000 + s, s) for k in keys for s in (3, 0, 2, 1)]
+        pts += [Metric("trainloss", 99.0 + i, 2000, 2), Metric("val/loss", float("nan"), 1, 4)]
+        client.log_batch(run, metrics=pts[:-1] if i == 6 else pts)
+        ids.append(run)
+    return uri, client, ids
+
+
+def test_curves_fetched_in_pages_equal_per_run_histories(tmp_path, monkeypatch):
+    """Runs added page by page, in chunks smaller than a page, give exactly each run's
+    own ``get_metric_history`` (sorted by step, the latest point of a step) on every
+    path a SQLite file allows; a key a run lacks is not asked for."""
+    from nets.store import read
+
+    uri, client, ids = _history_store(tmp_path)
+    want = {}
+    for r in ids:
+        for k in ("val/loss", "trainloss"):
+            hist = client.get_metric_history(r, k)
+            if hist:
+                last = {}
+                for m in sorted(hist, key=lambda m: (m.step, m.timestamp, m.value)):
+                    last[m.step] = m.value
+                want.setdefault(r, {})[k] = (sorted(last), [last[s] for s in sorted(last)])
+    assert want[ids[0]]["trainloss"] == ([0, 1, 2, 3], [0.0, 0.1, 99.0, 0.3])
+    monkeypatch.setattr(read, "REST_CHUNK", 2)
+    calls = []
+    real = client.get_metric_history
+    monkeypatch.setattr(client, "get_metric_history",
+                        lambda r, k: calls.append((r, k)) or real(r, k))
+    for method in ("sqlite", "per-run"):
+        with read.CurveFetch(uri, client, method) as fetch:
+            for page in read.pages(iter(ids), 3):               # pages of 3: 3 + 3 + 1
+                avail = {r: client.get_run(r).data.metrics.keys() for r in page}
+                fetch.add(page, ["val/loss", "trainloss"], avail)
+            fetch.add(ids[:2], ["trainloss"])                   # asked twice: fetched once
+            got, how = fetch.result()
+        assert how == method
+        assert got.keys() == want.keys() and "val/loss" not in got[ids[6]]
+        for r, curves in want.items():
+            assert got[r].keys() == curves.keys()
+            for k, (steps, values) in curves.items():
+                assert got[r][k][0].tolist() == steps
+                np.testing.assert_array_equal(got[r][k][1], values)   # NaN where logged
+    assert sorted(calls) == sorted((r, k) for r in want for k in want[r])   # one call each
+    assert [len(p) for p in read.pages(range(7), 3)] == [3, 3, 1]
+    assert read.fetch_curves(uri, [], ["trainloss"]) == ({}, "none")
+    with pytest.raises(read.StoreError, match="not an http"):
+        read.CurveFetch(uri, client, "rest")
+
+
 def test_read_finished_by_tag_sql_and_search_agree(tmp_path, monkeypatch):
     from nets.store import read
 

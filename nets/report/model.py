@@ -251,6 +251,17 @@ def _filter_value(run: RunRow, key: str) -> list[str] | None:
     return None if v is None else [v]
 
 
+def matches(run: RunRow, filters: list[tuple[str, str, list[str]]]) -> bool:
+    """Whether ``run`` passes every filter (a run without the param fails ``=`` and
+    passes ``!=``)."""
+    for key, op, values in filters:
+        have = _filter_value(run, key)
+        hit = have is not None and any(_same_value(h, v) for h in have for v in values)
+        if hit != (op == "="):
+            return False
+    return True
+
+
 def apply_filters(runs: list[RunRow], filters: list[tuple[str, str, list[str]]]) -> list[RunRow]:
     for key, op, values in filters:
         pseudo = key in ("status", "diagnosis") or key.startswith("tags.")
@@ -260,14 +271,7 @@ def apply_filters(runs: list[RunRow], filters: list[tuple[str, str, list[str]]])
             raise ReportError(f"--filter {key}{op}...: no run of the sweep has a param {key!r}"
                               + (f" (did you mean {', '.join(close)}?)" if close else "")
                               + "; also: status, diagnosis, tags.NAME")
-        kept = []
-        for r in runs:
-            have = _filter_value(r, key)
-            hit = have is not None and any(_same_value(h, v) for h in have for v in values)
-            if hit == (op == "="):
-                kept.append(r)
-        runs = kept
-    return runs
+    return [r for r in runs if matches(r, filters)]
 def dedupe(runs: list[RunRow]) -> tuple[list[RunRow], list[RunRow]]:
     """One run per ``nets.config_hash``: the latest FINISHED, else the latest."""
     by_hash: dict[str, list[RunRow]] = defaultdict(list)

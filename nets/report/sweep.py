@@ -26,7 +26,7 @@ from typing import Sequence
 
 from nets.report.model import (CURVE_KEYS, SUMMARY_PREFIXES, Report, ReportError, RunRow,
                                Sweep, adaptive, apply_filters, build_report, curve_of,
-                               dedupe, default_metric, parse_filter)
+                               dedupe, default_metric, matches, parse_filter)
 from nets.store import read, uri as store_uri
 from nets.store.uri import safe_uri
 
@@ -153,8 +153,12 @@ def _jobs_yaml_skipped(client, uri: str, run) -> list[str]:
             and isinstance(j.get("run_id"), str) and read.is_run_id(j["run_id"])]
 
 
-def collect(client, uri: str, parent, all_attempts: bool = False) -> Sweep:
-    """The sweep's runs: children of the parent and of the parents it resumes (module doc)."""
+def collect(client, uri: str, parent, all_attempts: bool = False, on_rows=None) -> Sweep:
+    """The sweep's runs: children of the parent and of the parents it resumes (module doc).
+
+    ``on_rows`` is called with each page of new rows as it arrives (before attempts of
+    one config are told apart): the caller can start on them while the next page comes.
+    """
     chain, seen, run = [], set(), parent
     while run is not None and run.info.run_id not in seen:
         seen.add(run.info.run_id)
@@ -163,14 +167,23 @@ def collect(client, uri: str, parent, all_attempts: bool = False) -> Sweep:
         run = _get_run(client, older, uri) if read.is_run_id(older) else None
     exp_ids = read.experiment_ids(client)
     rows: dict[str, RunRow] = {}
+
+    def take(runs) -> None:
+        new = []
+        for r in runs:
+            if r.info.run_id not in rows:
+                rows[r.info.run_id] = row = _row(r)
+                new.append(row)
+        if new and on_rows is not None:
+            on_rows(new)
+
     for p in chain:
         ids = list(dict.fromkeys(exp_ids + [p.info.experiment_id]))
         # page by page: MLflow's entities of one page at a time, not of the whole sweep
-        for r in read.children(client, ids, p.info.run_id, page=read.STREAM_PAGE):
-            rows.setdefault(r.info.run_id, _row(r))
+        for page in read.child_pages(client, uri, ids, p.info.run_id):
+            take(page)
     extra = [i for p in chain for i in _jobs_yaml_skipped(client, uri, p) if i not in rows]
-    for r in read.runs_by_id(client, exp_ids, extra):
-        rows.setdefault(r.info.run_id, _row(r))
+    take(read.runs_by_id(client, exp_ids, extra))
     runs, superseded = dedupe(list(rows.values()))
     if all_attempts:
         runs, superseded = runs + superseded, []
@@ -193,35 +206,63 @@ def make_report(uri: str, ident: str | None = None, *, metric: str | None = None
         raise ReportError(f"{safe_uri(uri)}: {e}") from None
 
 
+class _Wanted:
+    """Which curves each run needs, decided page by page while the runs arrive (the
+    same curves a decision over the whole sweep would fetch; the report draws them).
+
+    Every per-epoch key the report draws (``CURVE_KEYS``, and the curve behind an
+    explicit ``--metric``) that the run logged, for every run that passes the filters;
+    ``lr`` too once a run with an adaptive schedule is seen (then also for the runs
+    seen before it). Runs that turn out superseded are fetched and dropped.
+    """
+
+    def __init__(self, fetch: "read.CurveFetch", metric: str | None, filters):
+        self.fetch, self.filters = fetch, filters
+        self.keys = list(CURVE_KEYS)
+        extra = curve_of(metric) if metric else None
+        if extra and extra not in self.keys and not extra.startswith(SUMMARY_PREFIXES):
+            self.keys.append(extra)
+        self.seen: list[RunRow] = []
+        self.lr = False
+
+    def __call__(self, rows: list[RunRow]) -> None:
+        rows = [r for r in rows if matches(r, self.filters)]
+        self.seen.extend(rows)
+        avail = {r.run_id: r.metrics.keys() for r in rows}
+        self.fetch.add(avail, self.keys, avail)
+        if not self.lr and any(adaptive(r) for r in rows):
+            self.lr, rows = True, self.seen  # the rate's trace is the story (bold driver)
+        if self.lr:
+            self.fetch.add((r.run_id for r in rows), ["lr"],
+                           {r.run_id: r.metrics.keys() for r in rows})
+
+
 def _make_report(uri, ident, metric, ascending, filters, experiment, all_attempts, method,
                  note) -> Report:
     timings = {}
     t = time.perf_counter()
     client = read.open_client(uri)
     parent = find_sweep(client, uri, ident, experiment)
-    sweep = collect(client, uri, parent, all_attempts)
-    timings["runs"] = time.perf_counter() - t
-    if not sweep.runs:
-        raise ReportError(f"sweep {sweep.name!r} (run {parent.info.run_id}) has no child runs")
     parsed = [parse_filter(f) for f in filters]
-    runs = apply_filters(sweep.runs, parsed)
-    if not runs:
-        raise ReportError(f"no run of sweep {sweep.name!r} matches " + " and ".join(filters))
     explicit = metric is not None
-    metric = metric or default_metric(runs)
-    keys = list(CURVE_KEYS)
-    extra = curve_of(metric)
-    if extra and extra not in keys and not extra.startswith(SUMMARY_PREFIXES):
-        keys.append(extra)
-    if any(adaptive(r) for r in runs):  # the rate's trace is the story (bold driver's cuts)
-        keys.append("lr")
-    keys = [k for k in keys if any(k in r.metrics for r in runs)]   # no request for mae ...
-    t = time.perf_counter()
-    curves, how = read.fetch_curves(uri, [r.run_id for r in runs], keys,
-                                    {r.run_id: r.metrics.keys() for r in runs}, method,
-                                    client=client, note=note)
+    with read.CurveFetch(uri, client, method, note) as fetch:
+        sweep = collect(client, uri, parent, all_attempts, _Wanted(fetch, metric, parsed))
+        timings["runs"] = time.perf_counter() - t
+        if not sweep.runs:
+            raise ReportError(f"sweep {sweep.name!r} (run {parent.info.run_id}) has no child "
+                              "runs")
+        runs = apply_filters(sweep.runs, parsed)
+        if not runs:
+            raise ReportError(f"no run of sweep {sweep.name!r} matches "
+                              + " and ".join(filters))
+        metric = metric or default_metric(runs)
+        t = time.perf_counter()
+        curves, how = fetch.result()
+    lr = any(adaptive(r) for r in runs)
     for r in runs:
-        r.curves = curves.get(r.run_id, {})
+        got = curves.get(r.run_id, {})
+        r.curves = got if lr or "lr" not in got else {k: c for k, c in got.items() if k != "lr"}
+    del curves
     timings["curves"] = time.perf_counter() - t
     t = time.perf_counter()
     report = build_report(sweep, runs, uri, metric, ascending, parsed, how)

@@ -30,6 +30,7 @@ import tempfile
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterable, Mapping, Sequence
 from urllib.parse import urlparse
 
@@ -43,6 +44,7 @@ MlflowException = store_client.MlflowException
 SEARCH_PAGE = 50_000          # MLflow's own maximum for one search_runs page
 STREAM_PAGE = 250             # runs per page when each run is reduced as it arrives:
                               # the peak of MLflow's entities for one page, 95 -> 40 MB
+REST_SEARCH_PAGE = 500        # runs per runs/search request when only tags are kept
 SQL_CHUNK = 500               # run ids per SQL query (+ keys: under SQLite's 999 limit)
 REST_CHUNK = 100              # run ids per get-history-bulk request (the server's maximum)
 REST_MAX_RESULTS = 25_000     # points per get-history-bulk response (the server's maximum)
@@ -104,6 +106,19 @@ def iter_runs(uri_or_client, experiment_ids: Sequence[str], filter_string: str =
             return
 
 
+def pages(runs: Iterable, size: int = STREAM_PAGE):
+    """``runs`` in lists of ``size`` (of ``iter_runs`` with the same page size: one list
+    per request, handed on before the next request is sent)."""
+    page = []
+    for r in runs:
+        page.append(r)
+        if len(page) >= size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
 def search_runs(uri_or_client, experiment_ids: Sequence[str], filter_string: str = "",
                 order_by: Sequence[str] | None = None, limit: int | None = None) -> list:
     """Every run matching ``filter_string`` (MLflow's search syntax), all pages.
@@ -128,6 +143,76 @@ def children(uri_or_client, experiment_ids: Sequence[str], parent_run_id: str,
                      f"tags.`mlflow.parentRunId` = '{parent_run_id}'", page=page)
 
 
+REST_SEARCH = "/api/2.0/mlflow/runs/search"
+
+
+def _plain_run(d: dict) -> SimpleNamespace:
+    """A run of ``runs/search``'s JSON with the fields of MLflow's ``Run`` a read-back
+    view uses (``info``: run_id, run_name, status, start_time, end_time,
+    experiment_id, lifecycle_stage, artifact_uri; ``data``: params, tags, metrics as
+    dicts), absent fields read as protobuf's defaults, as ``Run.from_proto`` does."""
+    info, data = d.get("info", {}), d.get("data", {})
+    return SimpleNamespace(
+        info=SimpleNamespace(
+            run_id=info.get("run_id") or info.get("run_uuid", ""),
+            run_name=info.get("run_name", ""), status=info.get("status", "RUNNING"),
+            start_time=int(info.get("start_time", 0)),
+            end_time=int(info["end_time"]) if "end_time" in info else None,
+            experiment_id=str(info.get("experiment_id", "")),
+            lifecycle_stage=info.get("lifecycle_stage", ""),
+            artifact_uri=info.get("artifact_uri", "")),
+        data=SimpleNamespace(
+            params={p["key"]: p.get("value", "") for p in data.get("params", [])},
+            tags={t["key"]: t.get("value", "") for t in data.get("tags", [])},
+            metrics={m["key"]: float(m.get("value", 0.0)) for m in data.get("metrics", [])}))
+
+
+def _rest_pages(uri: str, experiment_ids: Sequence[str], filter_string: str, page: int,
+                order_by: Sequence[str] | None = None):
+    """``runs/search`` of an ``mlflow server`` page by page as plain runs (the JSON
+    decoded once: MLflow's client turns it into protobuf messages, then entities, 2 s
+    of this process's time per 1,000 runs of 30 params; the same request, results and
+    order)."""
+    url = _base(uri) + REST_SEARCH
+    token = None
+    with _session(uri) as session:
+        while True:
+            body = {"experiment_ids": list(experiment_ids), "filter": filter_string,
+                    "max_results": min(page, SEARCH_PAGE), "run_view_type": "ACTIVE_ONLY"}
+            if order_by:
+                body["order_by"] = list(order_by)
+            if token:
+                body["page_token"] = token
+            try:
+                resp = session.post(url, json=body, timeout=300)
+            except OSError as e:
+                raise StoreError(f"{safe_uri(uri)}: {first_line(e)}") from None
+            if resp.status_code != 200:
+                try:
+                    why = resp.json().get("message", "")
+                except ValueError:
+                    why = resp.text
+                raise StoreError(f"{safe_uri(uri)}{REST_SEARCH} answered HTTP "
+                                 f"{resp.status_code}: {first_line(Exception(why))}")
+            out = resp.json()
+            yield [_plain_run(r) for r in out.get("runs", [])]
+            token = out.get("next_page_token")
+            if not token:
+                return
+
+
+def child_pages(uri_or_client, uri: str, experiment_ids: Sequence[str], parent_run_id: str,
+                page: int | None = None):
+    """The children of ``parent_run_id`` (as ``children``), one list per request of
+    ``page`` runs. Over an ``mlflow server`` they are plain runs (``_plain_run``: info
+    and data, no inputs or outputs) read from the REST API's JSON; elsewhere MLflow's
+    ``Run`` entities."""
+    flt, page = f"tags.`mlflow.parentRunId` = '{parent_run_id}'", page or STREAM_PAGE
+    if uri.startswith(("http://", "https://")):
+        return _rest_pages(uri, experiment_ids, flt, page)
+    return pages(iter_runs(uri_or_client, experiment_ids, flt, page=page), page)
+
+
 def runs_by_id(uri_or_client, experiment_ids: Sequence[str], run_ids: Iterable[str]) -> list:
     """The runs with these ids (100 per search: one request, not one per run)."""
     ids = [i for i in dict.fromkeys(run_ids) if is_run_id(i)]
@@ -145,7 +230,8 @@ def finished_by_tag(uri: str, experiment_id: str, tag: str, client=None) -> dict
 
     On a local SQLite file one read-only SQL query over the run and tag tables (a
     search returns every param, metric and tag of every run: 7 s for 1,000 runs on a
-    busy machine, against well under a second); elsewhere one paged search.
+    busy machine, against well under a second); over a server ``runs/search``'s JSON
+    page by page (``_rest_pages``); elsewhere one paged search.
     """
     db = sqlite_path(uri)
     if db is not None:
@@ -162,8 +248,13 @@ def finished_by_tag(uri: str, experiment_id: str, tag: str, client=None) -> dict
             return dict(rows)
         except (sqlite3.Error, ValueError):
             pass
-    runs = search_runs(client or uri, [experiment_id], "attributes.status = 'FINISHED'",
-                       order_by=["attributes.start_time ASC"])
+    flt, order = "attributes.status = 'FINISHED'", ["attributes.start_time ASC"]
+    if uri.startswith(("http://", "https://")):
+        out = {}
+        for page in _rest_pages(uri, [experiment_id], flt, REST_SEARCH_PAGE, order):
+            out.update((r.data.tags[tag], r.info.run_id) for r in page if tag in r.data.tags)
+        return out
+    runs = search_runs(client or uri, [experiment_id], flt, order_by=order)
     return {r.data.tags[tag]: r.info.run_id for r in runs if tag in r.data.tags}
 
 
@@ -276,28 +367,46 @@ class _Points:
     """Points of many (run, key) series gathered as numpy columns, one batch per query.
 
     A Python tuple per point costs ~100 bytes: 2 million of them (10,000 runs x 4 keys x
-    50 epochs) were most of the report's memory; columns cost 28 bytes a point.
+    50 epochs) were most of the report's memory; columns cost 28 bytes a point. Runs and
+    keys get their index when first seen, so batches may come in any order.
     """
 
-    def __init__(self, run_ids: Sequence[str], keys: Sequence[str]):
-        self.run_ids, self.keys = list(run_ids), list(keys)
-        self._run = {r: i for i, r in enumerate(self.run_ids)}
-        self._key = {k: i for i, k in enumerate(self.keys)}
+    def __init__(self, run_ids: Sequence[str] = (), keys: Sequence[str] = ()):
+        self.run_ids: list[str] = []
+        self.keys: list[str] = []
+        self._run: dict[str, int] = {}
+        self._key: dict[str, int] = {}
+        for r in run_ids:
+            self._index(self._run, self.run_ids, r)
+        for k in keys:
+            self._index(self._key, self.keys, k)
         self._batches: list[tuple] = []
+
+    @staticmethod
+    def _index(table: dict, names: list, name: str) -> int:
+        i = table.get(name)
+        if i is None:
+            i = table[name] = len(names)
+            names.append(name)
+        return i
 
     def add(self, runs: Sequence[str], keys: Sequence[str], steps: Sequence[int],
             stamps: Sequence[int], values: Sequence[float]) -> None:
         n = len(runs)
         if n:
+            run, key = self._run, self._key
             self._batches.append((
-                np.fromiter((self._run[r] for r in runs), np.int32, n),
-                np.fromiter((self._key[k] for k in keys), np.int32, n),
+                np.fromiter((run[r] if r in run else self._index(run, self.run_ids, r)
+                             for r in runs), np.int32, n),
+                np.fromiter((key[k] if k in key else self._index(key, self.keys, k)
+                             for k in keys), np.int32, n),
                 np.asarray(steps, np.int64), np.asarray(stamps, np.int64),
                 np.asarray(values, np.float64)))
 
     def curves(self) -> dict[str, dict[str, Curve]]:
         """``{run: {key: (steps, values)}}`` sorted by step, one point a step (the
-        latest-logged value wins when a step was logged twice)."""
+        latest-logged value wins when a step was logged twice; the larger value when
+        two points share step and time, as a SQL ``ORDER BY`` would not say)."""
         if not self._batches:
             return {}
         run, key, step, stamp, value = (np.concatenate(c) for c in zip(*self._batches))
@@ -330,9 +439,11 @@ def _curves_sqlite(db: Path, run_ids: list[str], keys: list[str]) -> dict:
         kq = ",".join("?" * len(keys))
         for i in range(0, len(run_ids), SQL_CHUNK):
             chunk = run_ids[i:i + SQL_CHUNK]
+            # "+key": not the primary key's index (it starts with key: every point of
+            # those keys in the store, for each chunk: 36 s at 10,000 runs), the run's
             sql = (f"SELECT run_uuid, key, step, timestamp, "
                    f"CASE WHEN is_nan THEN NULL ELSE value END FROM metrics "
-                   f"WHERE run_uuid IN ({','.join('?' * len(chunk))}) AND key IN ({kq})")
+                   f"WHERE run_uuid IN ({','.join('?' * len(chunk))}) AND +key IN ({kq})")
             rows = con.execute(sql, [*chunk, *keys]).fetchall()
             if rows:
                 runs, ks, steps, stamps, values = zip(*rows)
@@ -357,8 +468,11 @@ def _session(uri: str):
     from urllib3.util.retry import Retry
 
     s = requests.Session()
+    # POST too: this session only reads (runs/search is a POST); a request that lost its
+    # connection (an overloaded server restarts a worker that misses its health check
+    # during a long request: seen with uvicorn at load 15 on 2 cores) is asked again
     retries = Retry(total=3, backoff_factor=1, status_forcelist=(429, 502, 503, 504),
-                    allowed_methods=("GET",))
+                    allowed_methods=("GET", "POST"))
     s.mount("http://", HTTPAdapter(max_retries=retries, pool_maxsize=THREADS))
     s.mount("https://", HTTPAdapter(max_retries=retries, pool_maxsize=THREADS))
     p = urlparse(uri)
@@ -385,62 +499,173 @@ def _base(uri: str) -> str:
     return f"{p.scheme}://{host}{f':{p.port}' if p.port else ''}{p.path}"
 
 
-def _curves_rest(client, uri: str, run_ids: list[str], keys: list[str]) -> dict:
-    """``get-history-bulk``: one request per 100 runs per key, ``THREADS`` at a time; a
-    response at the server's 25,000-point cap is split and asked again."""
-    session, url = _session(uri), _base(uri) + REST_BULK
-
-    def get(chunk: list[str], key: str) -> list:
-        params = [("run_id", r) for r in chunk] + [("metric_key", key),
-                                                   ("max_results", str(REST_MAX_RESULTS))]
-        try:
-            resp = session.get(url, params=params, timeout=120)
-        except OSError as e:
-            raise StoreError(f"{safe_uri(uri)}: {first_line(e)}") from None
-        if resp.status_code != 200:
-            raise NoBulkEndpoint(f"HTTP {resp.status_code}")
-        pts = resp.json().get("metrics", [])
-        if len(pts) < REST_MAX_RESULTS:
-            return [([p["run_id"] for p in pts], [key] * len(pts),
-                     [int(p.get("step", 0)) for p in pts],
-                     [int(p.get("timestamp", 0)) for p in pts],
-                     [float(p.get("value", math.nan)) for p in pts])]
-        if len(chunk) > 1:
-            half = len(chunk) // 2
-            return get(chunk[:half], key) + get(chunk[half:], key)
-        hist = _call(client.get_metric_history, chunk[0], key)
-        return [([chunk[0]] * len(hist), [key] * len(hist), [m.step for m in hist],
-                 [m.timestamp for m in hist], [m.value for m in hist])]
-
-    tasks = [(run_ids[i:i + REST_CHUNK], k) for i in range(0, len(run_ids), REST_CHUNK)
-             for k in keys]
-    points = _Points(run_ids, keys)
-    with session, ThreadPoolExecutor(THREADS) as pool:
-        for batches in pool.map(lambda t: get(*t), tasks):
-            for batch in batches:
-                points.add(*batch)
-    return points.curves()
+def _rest_get(session, url: str, client, uri: str, chunk: list[str], key: str) -> list:
+    """One ``get-history-bulk`` request (``chunk``: at most ``REST_CHUNK`` runs) as
+    batches for ``_Points``; a response at the server's 25,000-point cap is split and
+    asked again (one run alone: ``get_metric_history``, which pages)."""
+    params = [("run_id", r) for r in chunk] + [("metric_key", key),
+                                               ("max_results", str(REST_MAX_RESULTS))]
+    try:
+        resp = session.get(url, params=params, timeout=120)
+    except OSError as e:
+        raise StoreError(f"{safe_uri(uri)}: {first_line(e)}") from None
+    if resp.status_code != 200:
+        raise NoBulkEndpoint(f"HTTP {resp.status_code}")
+    pts = resp.json().get("metrics", [])
+    if len(pts) < REST_MAX_RESULTS:
+        return [([p["run_id"] for p in pts], [key] * len(pts),
+                 [int(p.get("step", 0)) for p in pts],
+                 [int(p.get("timestamp", 0)) for p in pts],
+                 [float(p.get("value", math.nan)) for p in pts])]
+    if len(chunk) > 1:
+        half = len(chunk) // 2
+        return (_rest_get(session, url, client, uri, chunk[:half], key)
+                + _rest_get(session, url, client, uri, chunk[half:], key))
+    return _per_run_get(client, chunk[0], key)
 
 
-def _curves_per_run(client, run_ids: list[str], keys: list[str],
-                    available: Mapping[str, Iterable[str]] | None) -> dict:
-    """One ``get_metric_history`` call per run and key (only keys the run has)."""
-    have = {r: set(v) for r, v in (available or {}).items()}
-    tasks = [(r, k) for r in run_ids for k in keys if available is None or k in have.get(r, ())]
-
-    def get(task):
-        r, k = task
-        return r, k, _call(client.get_metric_history, r, k)
-
-    points = _Points(run_ids, keys)
-    with ThreadPoolExecutor(THREADS) as pool:
-        for r, k, hist in pool.map(get, tasks):
-            points.add([r] * len(hist), [k] * len(hist), [m.step for m in hist],
-                       [m.timestamp for m in hist], [m.value for m in hist])
-    return points.curves()
+def _per_run_get(client, run_id: str, key: str) -> list:
+    hist = _call(client.get_metric_history, run_id, key)
+    return [([run_id] * len(hist), [key] * len(hist), [m.step for m in hist],
+             [m.timestamp for m in hist], [m.value for m in hist])]
 
 
 METHODS = ("sqlite", "rest", "per-run")
+
+
+class CurveFetch:
+    """Metric histories of many runs, fetched while the caller goes on reading runs.
+
+    ``add`` names runs and keys (a page of a search as it arrives); over a server the
+    requests start at once, ``THREADS`` at a time, so the server computes histories
+    while it also answers the next page of the search (and the caller decodes it).
+    ``result`` waits for all of them. Paths as in the module doc: ``sqlite`` reads the
+    local file in ``result`` (it takes a fraction of a second per 1,000 runs), ``rest``
+    sends ``get-history-bulk`` requests of ``REST_CHUNK`` runs of one key (runs are
+    held back until a request is full), ``per-run`` one ``get_metric_history`` per run
+    and key. A server that does not answer the bulk endpoint is asked per run instead
+    (``note`` says so), for every run added.
+
+    Use as a context manager: leaving it early (an error) cancels what has not started.
+    """
+
+    def __init__(self, uri: str, client=None, method: str | None = None, note=None):
+        if method is not None and method not in METHODS:
+            raise ValueError(f"method {method!r}: one of {', '.join(METHODS)}")
+        self.uri, self.note, self.forced = uri, note, method
+        self.client = client or store_client.open_client(uri)
+        self._wanted: dict[str, dict[str, None]] = {}     # run -> keys, in the order added
+        self._pending: dict[str, list[str]] = defaultdict(list)   # key -> runs not yet sent
+        self._futures: list = []
+        self._pool = self._session = None
+        db = sqlite_path(uri)
+        if method in (None, "sqlite") and db is not None:
+            self.method = "sqlite"
+        elif method in (None, "rest") and uri.startswith(("http://", "https://")):
+            self.method = "rest"
+        elif method == "sqlite":
+            raise StoreError(f"{safe_uri(uri)} is not a SQLite file")
+        elif method == "rest":
+            raise StoreError(f"{safe_uri(uri)} is not an http(s):// server")
+        else:
+            self.method = "per-run"
+        self._db = db
+
+    def __enter__(self) -> "CurveFetch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def _submit(self, fn, *args):
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(THREADS)
+        self._futures.append(self._pool.submit(fn, *args))
+
+    def _send(self, key: str, runs: list[str]) -> None:
+        if self.method == "rest":
+            if self._session is None:
+                self._session = _session(self.uri)
+            self._submit(_rest_get, self._session, _base(self.uri) + REST_BULK, self.client,
+                         self.uri, runs, key)
+        else:
+            for r in runs:
+                self._submit(_per_run_get, self.client, r, key)
+
+    def add(self, run_ids: Iterable[str], keys: Sequence[str],
+            available: Mapping[str, Iterable[str]] | None = None) -> None:
+        """Fetch ``keys`` of ``run_ids`` (only the keys a run has, when ``available``
+        maps run id -> its metric keys); a run and key asked twice is fetched once."""
+        have = None if available is None else {r: set(v) for r, v in available.items()}
+        for r in run_ids:
+            seen = self._wanted.setdefault(r, {})
+            for k in keys:
+                if k in seen or (have is not None and k not in have.get(r, ())):
+                    continue
+                seen[k] = None
+                if self.method == "sqlite":
+                    continue
+                pending = self._pending[k]
+                pending.append(r)
+                if self.method != "rest" or len(pending) >= REST_CHUNK:
+                    self._send(k, pending[:])
+                    pending.clear()
+
+    def _gather(self) -> dict:
+        for k, runs in self._pending.items():
+            if runs:
+                self._send(k, runs[:])
+        self._pending.clear()
+        points = _Points()
+        try:
+            for f in self._futures:
+                for batch in f.result():
+                    points.add(*batch)
+        finally:
+            self._futures = []
+            self.close()
+        return points.curves()
+
+    def result(self) -> tuple[dict, str]:
+        """``{run id: {key: (steps, values)}}`` for every run and key added (a run
+        without a point of a key has no entry for it), and the path that fetched them."""
+        if self.method == "sqlite":
+            runs = list(self._wanted)
+            keys = list(dict.fromkeys(k for ks in self._wanted.values() for k in ks))
+            if not runs or not keys:
+                return {}, "none"
+            try:
+                return _curves_sqlite(self._db, runs, keys), "sqlite"
+            except sqlite3.Error as e:
+                if self.forced == "sqlite":
+                    raise StoreError(f"{self._db}: {first_line(e)}") from None
+            self.method = "per-run"       # not MLflow's schema (or unreadable): ask MLflow
+            return self._refetch(), "per-run"
+        if not self._wanted:
+            return {}, "none"
+        try:
+            return self._gather(), self.method
+        except NoBulkEndpoint as e:
+            if self.forced == "rest":
+                raise StoreError(f"{safe_uri(self.uri)}{REST_BULK} answered {e}") from None
+            if self.note:
+                self.note(f"{REST_BULK} answered {e}; fetching one history per call (slower)")
+            self.method = "per-run"
+            return self._refetch(), "per-run"
+
+    def _refetch(self) -> dict:
+        wanted, self._wanted = self._wanted, {}
+        for r, keys in wanted.items():
+            self.add([r], list(keys))
+        return self._gather()
 
 
 def fetch_curves(uri: str, run_ids: Sequence[str], keys: Sequence[str],
@@ -456,32 +681,13 @@ def fetch_curves(uri: str, run_ids: Sequence[str], keys: Sequence[str],
     run_ids, keys : sequence of str
         Runs and metric keys wanted (duplicates ignored).
     available : mapping, optional
-        Run id -> its metric keys; the per-run path asks only for those.
+        Run id -> its metric keys; only those are asked for.
     method : {"sqlite", "rest", "per-run"}, optional
         Force one path; by default the fastest the store allows (module doc), falling
         back to ``per-run`` when a server does not answer the bulk endpoint.
     note : callable, optional
         Called with one line when a faster path could not be used.
     """
-    if method is not None and method not in METHODS:
-        raise ValueError(f"method {method!r}: one of {', '.join(METHODS)}")
-    run_ids, keys = list(dict.fromkeys(run_ids)), list(dict.fromkeys(keys))
-    if not run_ids or not keys:
-        return {}, "none"
-    client = client or store_client.open_client(uri)
-    db = sqlite_path(uri)
-    if method in (None, "sqlite") and db is not None:
-        try:
-            return _curves_sqlite(db, run_ids, keys), "sqlite"
-        except sqlite3.Error as e:
-            if method == "sqlite":
-                raise StoreError(f"{db}: {first_line(e)}") from None
-    if method in (None, "rest") and uri.startswith(("http://", "https://")):
-        try:
-            return _curves_rest(client, uri, run_ids, keys), "rest"
-        except NoBulkEndpoint as e:
-            if method == "rest":
-                raise StoreError(f"{safe_uri(uri)}{REST_BULK} answered {e}") from None
-            if note:
-                note(f"{REST_BULK} answered {e}; fetching one history per call (slower)")
-    return _curves_per_run(client, run_ids, keys, available), "per-run"
+    with CurveFetch(uri, client, method, note) as fetch:
+        fetch.add(dict.fromkeys(run_ids), list(dict.fromkeys(keys)), available)
+        return fetch.result()

@@ -3,18 +3,19 @@
 Two stores are filled with one sweep of 100, then 1,000, then 10,000 child runs of 50
 epochs (synthetic, written through ``MlflowClient`` in bulk: one ``create_run``, one
 ``log_batch`` of params + 6 curves × 50 epochs + summaries + tags, one
-``set_terminated`` per run): a local SQLite file, and an ``mlflow server`` on a
+``set_terminated`` per run; writers in threads, and in 2 processes for PostgreSQL): a
+local SQLite file, and an ``mlflow server`` (MLflow's default 4 workers) on a
 throw-away PostgreSQL (started here on 127.0.0.1, as ``tests/test_postgres.py`` does;
-needs the distribution's ``postgresql`` and ``psycopg``). At each size it times:
+needs the distribution's ``postgresql`` and ``psycopg``; filled through the client on
+the database, read through the server). At each size it times:
 
 - ``nets-report`` of the sweep (the whole command in a fresh interpreter, its files
   logged to the parent), and its peak memory (max RSS of that process);
 - the ``nets-sweep --resume`` skip check of a 1,000-point sweep with everything done:
-  the store-level function that check runs, ``nets.runs.sweep.finished_runs`` (every
-  FINISHED run's config hash), then the 1,000 look-ups ("resume check"), and the same
-  with ``nets.store.read.finished_by_tag`` ("resume (store)": one SQL query on a SQLite
-  file) for the launcher to switch to; the launcher itself is not driven (it would also
-  compose 1,000 Hydra configs, which does not depend on the store);
+  the store-level function that check runs, ``nets.runs.records.finished_by_hash``
+  (every FINISHED run's job hash: one read-only query on a SQLite file, a search over a
+  server), then the 1,000 look-ups ("resume check"); the launcher itself is not driven
+  (it would also compose 1,000 Hydra configs, which does not depend on the store);
 - ``nets-cleanup --dry-run`` (the whole command);
 - ``nets-reproduce`` of one real (tiny) run recorded in the same store (the whole
   command: it reruns the job, so a constant training cost is included);
@@ -26,7 +27,8 @@ the goals: report <= 10 s at 1,000 runs over a server and <= 30 s at 10,000; res
 check <= 5 s at 1,000 points; report memory <= 1 GB at 10,000 runs.
 
     python tests/benchmarks/bench_growth.py [--sizes 100,1000,10000] [--stores sqlite,postgres]
-                                            [--workdir DIR] [--threads 8]
+                                            [--workdir DIR] [--threads 4] [--procs 2]
+                                            [--workers 4]
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ from _services import Services, clean_env, postgres_bin  # noqa: E402
 EPOCHS = 50
 SWEEP_POINTS = 1000
 UI_PAGE = 100
-GOALS = {("report", "postgres", 1000): 10.0, ("report", "postgres", 10000): 30.0,
-         ("resume check", None, 1000): 5.0, ("resume (store)", None, 1000): 5.0}
+GOALS = {("report", "postgres", 1000): 10.0, ("report", None, 10000): 30.0,
+         ("resume check", None, 1000): 5.0}
 MEMORY_GOAL_MB = 1024
 
 
@@ -88,12 +90,42 @@ def base_params() -> dict[str, str]:
     return params()
 
 
-def fill(uri: str, exp: str, parent: str, start: int, stop: int, threads: int) -> float:
-    """Children ``start..stop-1`` of ``parent``; seconds taken."""
+def fast_sqlite_writes() -> None:
+    """This process's SQLite connections commit without waiting for the disk
+    (``PRAGMA synchronous=OFF``: a connection setting, not stored in the file; a crash
+    mid-fill could corrupt a benchmark store, nothing else)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def on_connect(dbapi_con, _record):
+        if type(dbapi_con).__module__.startswith("sqlite3"):
+            dbapi_con.execute("PRAGMA synchronous=OFF")
+
+    if not event.contains(Engine, "connect", on_connect):
+        event.listen(Engine, "connect", on_connect)
+
+
+def fill(uri: str, exp: str, parent: str, start: int, stop: int, threads: int,
+         procs: int = 1) -> float:
+    """Children ``start..stop-1`` of ``parent``; seconds taken. ``procs`` processes of
+    ``threads`` writers each (one process's writers share its interpreter lock: the
+    client's own work, building and encoding 300 metrics a run, is CPU)."""
+    if procs > 1 and stop - start > 100:
+        import multiprocessing
+
+        t = time.perf_counter()
+        cuts = [start + (stop - start) * k // procs for k in range(procs + 1)]
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(procs) as pool:
+            pool.starmap(fill, [(uri, exp, parent, a, b, threads) for a, b in
+                                zip(cuts, cuts[1:])])
+        return time.perf_counter() - t
     import numpy as np
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
+    if uri.startswith("sqlite:"):
+        fast_sqlite_writes()
     client = MlflowClient(uri)
     base = base_params()
     lrs = [round(0.5 * 0.8 ** k, 6) for k in range(20)]
@@ -108,6 +140,7 @@ def fill(uri: str, exp: str, parent: str, start: int, stop: int, threads: int) -
                   "seed": str(seed)}
         run = client.create_run(exp, run_name=f"{act}-lr{lr}-s{seed}", tags={
             "mlflow.parentRunId": parent, "nets.config_hash": f"{i:016x}",
+            "nets.job_hash": f"{i:016x}",
             "nets.task": "classification", "nets.sweep_role": "job", "nets.job": str(i)})
         e = np.arange(EPOCHS)
         tl = 2.3 * np.exp(-lr * e * 2) + 0.05 + 0.02 * rng.random(EPOCHS)
@@ -197,12 +230,9 @@ def measure(uri: str, server: str | None, exp: str, parent: str, real: str, n: i
     print("    nets-report: " + next((ln.strip() for ln in text.splitlines()
                                      if ln.startswith("wrote ")), ""), flush=True)
     if n >= SWEEP_POINTS:
-        from nets.runs import sweep as sweeps
-        from nets.store import read
+        from nets.runs import records
 
-        out["resume check"] = resume_check(uri, exp, sweeps.finished_runs)
-        out["resume (store)"] = resume_check(
-            uri, exp, lambda u, e: read.finished_by_tag(u, e, "nets.config_hash"))
+        out["resume check"] = resume_check(uri, exp, records.finished_by_hash)
     dt, cpu, _, rc, text = timed([*script("nets-cleanup"), "--uri", uri, "--dry-run"], work)
     assert rc == 0 and "would change 0 runs" in text, text[-2000:]
     out["cleanup --dry-run"], out["cleanup CPU"] = dt, cpu
@@ -214,7 +244,8 @@ def measure(uri: str, server: str | None, exp: str, parent: str, real: str, n: i
     return out
 
 
-def run_store(kind: str, sizes: list[int], work: Path, threads: int) -> dict:
+def run_store(kind: str, sizes: list[int], work: Path, threads: int, procs: int,
+              workers: int) -> dict:
     from nets.store import client as store_client, read
 
     services = Services(work / "services")
@@ -225,14 +256,19 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int) -> dict:
             uri = "sqlite:///" + str(db)
             exp = store_client.prepare_store(uri, "nets")
             # the UI over the same file, as nets-ui serves it
-            server = services.mlflow_server(uri, work / "mlruns" / "artifacts")
-            write_uri, write_threads = uri, 1     # one writer: SQLite serialises them anyway
+            server = services.mlflow_server(uri, work / "mlruns" / "artifacts",
+                                            workers=workers)
+            # one process: SQLite takes one writer at a time (its threads overlap the
+            # client's own work with the other's commit)
+            write_uri, write_threads, write_procs = uri, threads, 1
         else:
             backend = services.postgres()
-            uri = server = services.mlflow_server(backend, work / "artifacts")
+            uri = server = services.mlflow_server(backend, work / "artifacts", workers=workers)
             services.wait_healthy(server)
             exp = store_client.prepare_store(uri, "nets")
-            write_uri, write_threads = uri, threads
+            # filled through MlflowClient on the database itself (the server's own store
+            # class, without its HTTP layer: 2x faster); every read goes through the server
+            write_uri, write_threads, write_procs = backend, threads, procs
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(write_uri)
@@ -254,12 +290,15 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int) -> dict:
                 print(f"  {kind}: {n} runs: skipped (the kept store has {have})")
                 continue
             print(f"  {kind}: filling to {n} runs ...", flush=True)
-            took = fill(write_uri, exp, parent, have, n, write_threads) if n > have else 0.0
+            took = (fill(write_uri, exp, parent, have, n, write_threads, write_procs)
+                    if n > have else 0.0)
             have = max(have, n)
             print(f"  {kind}: {n} runs written in {took:.0f} s; measuring", flush=True)
             if kind == "sqlite":
                 services.wait_healthy(server)
+            load = os.getloadavg()[0]
             results[n] = measure(uri, server, exp, parent, real, n, work)
+            results[n]["load"] = (load + os.getloadavg()[0]) / 2
             print(f"  {kind} {n}: " + json.dumps({k: round(v, 2) for k, v in results[n].items()}),
                   flush=True)
     finally:
@@ -267,27 +306,53 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int) -> dict:
     return results
 
 
+def per_10x(a: float | None, b: float | None, na: int, nb: int) -> str:
+    """Growth factor per 10x more runs between two sizes (10.0 = linear)."""
+    import math
+
+    if not a or not b or na == nb:
+        return ""
+    return f"{(b / a) ** (1 / math.log10(nb / na)):.1f}x"
+
+
+def verdict(value: float, goal: float) -> str:
+    return "met" if value <= goal else "MISSED"
+
+
 def table(results: dict, sizes: list[int]) -> str:
     lines = []
     for kind, res in results.items():
-        keys = [k for k in ("report", "report CPU", "resume check", "resume (store)",
-                            "cleanup --dry-run",
+        keys = [k for k in ("report", "report CPU", "resume check", "cleanup --dry-run",
                             "cleanup CPU", "reproduce", "reproduce CPU", "UI first page")
                 if any(k in r for r in res.values())]
-        head = f"{kind:<9} {'command':<18}" + "".join(f"{n:>10,}" for n in sizes) \
-            + "   growth per 10x   goal"
+        growth_head = " ".join(f"{a // 1000 or a}{'k' if a >= 1000 else ''}->"
+                               f"{b // 1000 or b}{'k' if b >= 1000 else ''}"
+                               for a, b in zip(sizes, sizes[1:]))
+        head = (f"{kind:<9} {'command':<18}" + "".join(f"{n:>10,}" for n in sizes)
+                + f"   {'per 10x (' + growth_head + ')':<24} goal")
         lines += [head, "-" * len(head)]
         for k in keys:
             vals = [res.get(n, {}).get(k) for n in sizes]
             cells = "".join(f"{v:>9.2f}s" if v is not None else f"{'':>10}" for v in vals)
-            growth = [f"{b / a:.1f}x" for a, b in zip(vals, vals[1:]) if a and b]
-            goal = [f"<= {g:.0f} s at {n:,}" for (c, st, n), g in GOALS.items()
-                    if c == k and st in (None, kind)]
-            lines.append(f"{'':<9} {k:<18}{cells}   {', '.join(growth):<16} {'; '.join(goal)}")
+            growth = [per_10x(vals[i], vals[i + 1], sizes[i], sizes[i + 1])
+                      for i in range(len(sizes) - 1)]
+            goal = [f"<= {g:.0f} s at {n:,}"
+                    + (f": {verdict(res[n][k], g)}" if k in res.get(n, {}) else "")
+                    for (c, st, n), g in GOALS.items() if c == k and st in (None, kind)]
+            lines.append(f"{'':<9} {k:<18}{cells}   {' '.join(growth):<24} {'; '.join(goal)}")
         rss = [res.get(n, {}).get("report MB") for n in sizes]
+        top = max((n for n in sizes if res.get(n, {}).get("report MB")), default=None)
         lines.append(f"{'':<9} {'report peak RSS':<18}"
                      + "".join(f"{v:>8.0f}MB" if v else f"{'':>10}" for v in rss)
-                     + f"   {'':<16} <= {MEMORY_GOAL_MB} MB at 10,000")
+                     + f"   {' '.join(per_10x(rss[i], rss[i + 1], sizes[i], sizes[i + 1]) for i in range(len(sizes) - 1)):<24}"
+                     + f" <= {MEMORY_GOAL_MB} MB at 10,000"
+                     + (f": {verdict(res[10000]['report MB'], MEMORY_GOAL_MB)}"
+                        if res.get(10000, {}).get("report MB") else
+                        (f" (largest measured: {top:,})" if top else "")))
+        load = [res.get(n, {}).get("load") for n in sizes]
+        lines.append(f"{'':<9} {'load average':<18}"
+                     + "".join(f"{v:>10.1f}" if v is not None else f"{'':>10}" for v in load)
+                     + f"   (1-minute load while measuring, {os.cpu_count()} cores)")
         lines.append("")
     return "\n".join(lines)
 
@@ -297,7 +362,11 @@ def main() -> None:
     p.add_argument("--sizes", default="100,1000,10000")
     p.add_argument("--stores", default="sqlite,postgres")
     p.add_argument("--workdir", help="keep the stores here (default: a temporary directory)")
-    p.add_argument("--threads", type=int, default=8, help="writers filling the server")
+    p.add_argument("--threads", type=int, default=4, help="writers per filling process")
+    p.add_argument("--procs", type=int, default=2,
+                   help="processes filling the PostgreSQL store (SQLite: one writer)")
+    p.add_argument("--workers", type=int, default=4,
+                   help="mlflow server worker processes (MLflow's default: 4)")
     a = p.parse_args()
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"   # a line per run written
     sizes = sorted(int(s) for s in a.sizes.split(","))
@@ -311,12 +380,13 @@ def main() -> None:
         if kind != "sqlite" or not a.workdir:
             shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True, exist_ok=True)
-        results[kind] = run_store(kind, sizes, d, a.threads)
+        results[kind] = run_store(kind, sizes, d, a.threads, a.procs, a.workers)
         (work / f"results-{kind}.json").write_text(json.dumps(results[kind]))
     print("\nwall seconds per command (whole commands in a fresh interpreter, except the "
           "resume check and the UI request); '... CPU': CPU seconds of the command's own "
-          f"process (not the server's); {EPOCHS} epochs per run; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
+          f"process (not the server's); {EPOCHS} epochs per run; 'per 10x': how much longer "
+          "per 10 times more runs (10.0x = linear, more = faster than linear); mlflow server "
+          f"with {a.workers} worker(s)\n")
     print(table(results, sizes))
     if not a.workdir:
         shutil.rmtree(work, ignore_errors=True)
