@@ -28,6 +28,7 @@ from nets.report.model import (CURVE_KEYS, SUMMARY_PREFIXES, Report, ReportError
                                Sweep, adaptive, apply_filters, build_report, curve_of,
                                dedupe, default_metric, parse_filter)
 from nets.store import read, uri as store_uri
+from nets.store.tags import logged_key, nets_key, nets_metrics
 from nets.store.uri import safe_uri
 
 RESUME_TAG = "nets.resumes"          # written on a resumed sweep's parent: the older parent
@@ -135,7 +136,7 @@ def _shared(d: dict, values: bool = True) -> dict:
 def _row(run) -> RunRow:
     return RunRow(run.info.run_id, run.info.run_name or "", run.info.status,
                   run.info.start_time or 0, run.info.experiment_id, _shared(run.data.params),
-                  _shared(run.data.tags), _shared(run.data.metrics, values=False))
+                  _shared(run.data.tags), _shared(nets_metrics(run.data.metrics), values=False))
 
 
 def _jobs_yaml_skipped(client, uri: str, run) -> list[str]:
@@ -217,11 +218,17 @@ def _make_report(uri, ident, metric, ascending, filters, experiment, all_attempt
         keys.append("lr")
     keys = [k for k in keys if any(k in r.metrics for r in runs)]   # no request for mae ...
     t = time.perf_counter()
-    curves, how = read.fetch_curves(uri, [r.run_id for r in runs], keys,
-                                    {r.run_id: r.metrics.keys() for r in runs}, method,
-                                    client=client, note=note)
+    # A key is asked for under both spellings: a sweep may hold runs logged before the
+    # rename (``train/loss``) and after it (``curves/loss_train``).
+    def spellings(k):
+        return dict.fromkeys((logged_key(k), k))
+
+    curves, how = read.fetch_curves(uri, [r.run_id for r in runs],
+                                    [s for k in keys for s in spellings(k)],
+                                    {r.run_id: [s for k in r.metrics for s in spellings(k)]
+                                     for r in runs}, method, client=client, note=note)
     for r in runs:
-        r.curves = curves.get(r.run_id, {})
+        r.curves = {nets_key(k): c for k, c in curves.get(r.run_id, {}).items()}
     timings["curves"] = time.perf_counter() - t
     t = time.perf_counter()
     report = build_report(sweep, runs, uri, metric, ascending, parsed, how)
