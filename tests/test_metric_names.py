@@ -139,7 +139,16 @@ def test_an_old_run_gets_the_same_diagnosis(two_stores, capsys):
         assert diagnose.main([two_stores["run"], "--uri", two_stores[k], "--no-tag"]) == 0
         out = capsys.readouterr().out
         tag[k] = out.splitlines()[0].split(": ", 1)[1]
-        assert " as " not in out     # nets' own names need no "read X as Y" line
+        assert "\n  read " not in out   # nets' own names need no "read X as Y" line
     assert tag["old"] == tag["new"]
     run = MlflowClient(two_stores["new"]).get_run(two_stores["run"])
     assert tag["new"] == run.data.tags["nets.diagnosis"]
+
+
+@pytest.mark.parametrize("metric", ["best_val_accuracy", "best/val_accuracy",
+                                    "curves/loss_val", "val/loss"])
+def test_report_metric_takes_either_name(two_stores, tmp_path, capsys, metric):
+    rc, out, err = tr.run_main([two_stores["parent"], "--uri", two_stores["old"], "--metric",
+                                metric, "--no-log", "--out", tmp_path], capsys)
+    assert rc == 0, err
+    assert ("best/val_accuracy" if "accuracy" in metric else "val/loss") in out
