@@ -94,7 +94,7 @@ def test_story3_low_rate_loss_falls_while_accuracy_stays_and_a_larger_rate_learn
                                     key=lambda p: p.step)]
     assert len(loss) == 16 and all(b < a for a, b in zip(loss, loss[1:]))  # falls every epoch
     m = low.data.metrics
-    assert m["final/val_accuracy"] < 0.2 and m["health/pred/margin"] < 0  # chance is 1/13
+    assert m["final_val_accuracy"] < 0.2 and m["health/pred/margin"] < 0  # chance is 1/13
     assert good.data.metrics["best_val_accuracy"] > 0.8
     assert good.data.metrics["health/pred/margin"] > 0
 
