@@ -24,10 +24,12 @@ import yaml
 from _data import write_tiny_mnist
 from conftest import BIN, clean_env
 
+from nets.store.tags import logged_key, nets_metrics
 
 NETS_TRAIN = BIN / "nets-train"
 NETS_UI = BIN / "nets-ui"
 EPOCH_METRICS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr")
+
 # -- helpers -------------------------------------------------------------------------------
 
 def nets_train(cwd: Path, *args: str, env: dict | None = None, timeout: float = 300,
@@ -85,7 +87,10 @@ def only_run(db: Path, experiment: str = "nets"):
 
 
 def history(db: Path, run_id: str, key: str) -> list[tuple[int, float]]:
-    return sorted((m.step, m.value) for m in client(db).get_metric_history(run_id, key))
+    """The logged history of the engine's metric ``key`` (``train/loss`` is logged as
+    ``curves/loss_train``: ``nets.store.tags.logged_key``)."""
+    hist = client(db).get_metric_history(run_id, logged_key(key))
+    return sorted((m.step, m.value) for m in hist)
 
 
 def artifact_dir(run) -> Path:
@@ -129,7 +134,7 @@ def test_default_run_is_complete(default_store):
     for key in EPOCH_METRICS:
         assert [s for s, _ in history(db, rid, key)] == [0, 1, 2, 3], key
     assert all(v == pytest.approx(0.1) for _, v in history(db, rid, "lr"))
-    m = run.data.metrics
+    m = nets_metrics(run.data.metrics)
     for key in ("best/val_accuracy", "best/epoch", "final/val_accuracy", "final/train_loss",
                 "data/chance_accuracy", "data/majority_accuracy"):
         assert key in m, key
@@ -249,7 +254,7 @@ def test_regression_run_metrics(tmp_path):
     assert "epoch    0/" not in p.stderr  # progress=off
     run = only_run(db_of(tmp_path))
     assert run.info.status == "FINISHED"
-    m = run.data.metrics
+    m = nets_metrics(run.data.metrics)
     for key in ("train/mae", "train/sse", "val/mae", "val/sse", "best/val_loss", "best/epoch",
                 "data/baseline_val_mae", "lr"):
         assert key in m, key
@@ -305,7 +310,7 @@ def test_divergence_is_a_finished_run(tmp_path):
     assert tags["nets.first_nonfinite"].endswith("@1")
     c = client(db_of(tmp_path))
     keys = set(run.data.metrics)
-    assert "train/loss" in keys
+    assert "curves/loss_train" in keys
     for key in keys:
         for m in c.get_metric_history(run.info.run_id, key):
             assert math.isfinite(m.value) and abs(m.value) <= 1e300, (key, m.step, m.value)
@@ -364,7 +369,7 @@ def _wait_for_points(db: Path, proc: subprocess.Popen, n: int, timeout: float) -
             try:
                 with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
                     got = con.execute("select count(distinct step) from metrics "
-                                      "where key = 'train/loss'").fetchone()[0]
+                                      "where key = 'curves/loss_train'").fetchone()[0]
                 if got >= n:
                     return got
             except sqlite3.OperationalError:

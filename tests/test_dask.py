@@ -28,7 +28,8 @@ from nets.registry import ConfigError  # noqa: E402
 
 BIN = Path(sys.executable).parent
 TINY = ["dataset=blobs", "dataset.n_samples=60", "tracking.progress=off"]
-EPOCH_METRICS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr")
+EPOCH_METRICS = ("curves/loss_train", "curves/accuracy_train", "curves/loss_val",
+                 "curves/accuracy_val", "curves/lr")  # as logged (nets.store.tags.logged_key)
 DROP_ENV = ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR", "MLFLOW_EXPERIMENT_NAME",
             "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "NETS_TEST_CRASH")
 
@@ -273,7 +274,7 @@ def test_killed_worker_fails_or_retries_its_job(cluster, tmp_path):
         runs = c.search_runs([exp], "attributes.status = 'RUNNING' and tags.`nets.job` = '3' "
                              "and tags.`nets.attempt` = '1' and tags.`nets.sweep_role` = 'job'")
         runs = [r for r in runs if r.info.start_time / 1000 > time.time() - 120]
-        if runs and c.get_metric_history(runs[0].info.run_id, "train/loss"):
+        if runs and c.get_metric_history(runs[0].info.run_id, "curves/loss_train"):
             victim.append(runs[0])
             return True
         return False

@@ -129,9 +129,9 @@ def test_a_nets_run_copied_by_hand_gets_its_own_verdict(store, tmp_path, capsys)
     original = client.get_run(status.run_id)
     curves = {k: [m.value for m in sorted(client.get_metric_history(status.run_id, k),
                                           key=lambda m: m.step)]
-              for k in original.data.metrics if not k.startswith(("final/", "best/", "data/",
+              for k in original.data.metrics if not k.startswith(("final_", "best_", "data_",
                                                                    "usercheck/"))}
-    summary = {k: v for k, v in original.data.metrics.items() if k.startswith("data/")}
+    summary = {k: v for k, v in original.data.metrics.items() if k.startswith("data_")}
     copy = log_plain(client, client.create_experiment("copies"), curves, summary)
     assert main([copy, "--uri", uri]) == 0
     capsys.readouterr()

@@ -252,7 +252,7 @@ def test_story_bugs_stop_the_run_before_it_trains(userdir, store, module, text, 
     run = client.get_run(err.value.run_id)
     assert run.info.status == "FAILED"
     assert run.data.tags["nets.usercheck"] == "failed"
-    assert "train/loss" not in run.data.metrics        # not even epoch 0 was evaluated
+    assert "curves/loss_train" not in run.data.metrics        # not even epoch 0 was evaluated
     table = Path(client.download_artifacts(run.info.run_id, "usercheck.md", str(Path.cwd())))
     assert "| FAIL |" in table.read_text()
     assert module + ".py" in [Path(f.path).name for f in
@@ -273,7 +273,7 @@ def test_fixed_versions_pass_and_train(userdir, store, module, text, layers, dat
     assert run.data.tags["nets.usercheck"] == "passed"
     worst = max(v for k, v in run.data.metrics.items() if k.startswith("usercheck/"))
     assert worst < 1e-6
-    hist = [m.value for m in MlflowClient(uri).get_metric_history(status.run_id, "train/loss")]
+    hist = [m.value for m in MlflowClient(uri).get_metric_history(status.run_id, "curves/loss_train")]
     assert len(hist) == 21 and hist[-1] < hist[0]
     del lines
 
@@ -336,10 +336,10 @@ def test_every_kind_trains_records_and_reproduces(userdir, tmp_path, capsys, sto
     [code] = yaml.safe_load(run.data.tags["nets.user_code"])
     assert code["module"] == "myparts" and code["sha256"] == plugins.file_hash(src)
     assert run.data.tags["nets.usercheck"] == "passed"
-    lr = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "lr"),
+    lr = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "curves/lr"),
                                   key=lambda m: m.step)]
     assert lr == [0.05, 0.05, 0.05, 0.025, 0.025, 0.0125]      # the user's schedule
-    loss = client.get_metric_history(run.info.run_id, "train/loss")
+    loss = client.get_metric_history(run.info.run_id, "curves/loss_train")
     assert len(loss) == 6
 
     # nets-reproduce in-process (the same main() as the console script), from the
@@ -470,7 +470,7 @@ def test_story1_example_buggy_command(store, store_dir, tmp_path):
             "mylayers:SigmoidDense parameter b: relative error 0.97 (threshold 1e-4)") in line
     client = MlflowClient("sqlite:///" + str(store / "mlflow.db"))
     [run] = client.search_runs([client.get_experiment_by_name("story1-example").experiment_id])
-    assert run.info.status == "FAILED" and "train/loss" not in run.data.metrics
+    assert run.info.status == "FAILED" and "curves/loss_train" not in run.data.metrics
 
 
 def test_initializer_target_and_model_by_import_path(userdir):

@@ -87,7 +87,7 @@ def test_sweep_report_reproduce_cleanup_on_postgres(services, tmp_path):
             return False
         runs = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING' and "
                                   "tags.`nets.job` = '2' and tags.`nets.attempt` = '1'")
-        if runs and client.get_metric_history(runs[0].info.run_id, "train/loss"):
+        if runs and client.get_metric_history(runs[0].info.run_id, "curves/loss_train"):
             victim.append(runs[0])
             return True
         return False

@@ -32,6 +32,7 @@ from nets.app import config as appconfig
 from nets.app.schema import register
 from nets.runs.job import JobSpec, run_job
 from nets.store.client import prepare_store
+from nets.store.tags import logged_key
 
 LRS, SEEDS = (0.3, 0.03), (0, 1, 2)
 
@@ -133,11 +134,11 @@ def test_ranking_matches_client_and_failed_run_is_last(store, tmp_path, capsys):
     kids = children(store["uri"], store["parent"])
     assert {r["run_id"] for r in rows} == {k.info.run_id for k in kids}
     finished = [r for r in rows if r["status"] == "FINISHED"]
-    best = [client.get_run(r["run_id"]).data.metrics["best/val_accuracy"] for r in finished]
+    best = [client.get_run(r["run_id"]).data.metrics["best_val_accuracy"] for r in finished]
     assert len(best) == 6 and best == sorted(best, reverse=True)
     assert [float(r["best/val_accuracy"]) for r in finished] == best
     for r in finished:
-        assert int(r["best_epoch"]) == client.get_run(r["run_id"]).data.metrics["best/epoch"]
+        assert int(r["best_epoch"]) == client.get_run(r["run_id"]).data.metrics["best_epoch"]
     assert rows[-1]["status"] == "FAILED" and rows[-1]["error"] == "RuntimeError: boom"
     assert [int(r["rank"]) for r in rows] == list(range(1, 8))
     # printed: exactly the varying params, the failed run at the bottom with its status
@@ -163,7 +164,7 @@ def test_seed_aggregation_by_hand(store, tmp_path, capsys):
     assert table_header(out)[1:3] == ["optimizer.lr", "n"]
     for lr in LRS:
         ids = [x["run_id"] for x in rows if x["optimizer.lr"] == str(lr)]
-        vals = [client.get_run(i).data.metrics["best/val_accuracy"] for i in ids]
+        vals = [client.get_run(i).data.metrics["best_val_accuracy"] for i in ids]
         mean = sum(vals) / 3
         std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (3 - 1))
         (g,) = [g for g in r.groups if g.runs[0].params["optimizer.lr"] == str(lr)]
@@ -174,7 +175,7 @@ def test_seed_aggregation_by_hand(store, tmp_path, capsys):
                 assert float(x["config_mean"]) == pytest.approx(mean, abs=1e-12)
                 assert float(x["config_std"]) == pytest.approx(std, abs=1e-12)
         # the band of the validation loss, per epoch, by hand from the histories
-        hist = [{m.step: m.value for m in client.get_metric_history(i, "val/loss")} for i in ids]
+        hist = [{m.step: m.value for m in client.get_metric_history(i, "curves/loss_val")} for i in ids]
         steps, bmean, bstd, n = model.band([g_run.curves["val/loss"] for g_run in g.runs])
         assert steps.tolist() == [0, 1, 2, 3] and n.tolist() == [3, 3, 3, 3]
         for k, s in enumerate(steps):
@@ -230,7 +231,7 @@ def test_adaptive_schedules_add_the_learning_rate_row(store, tmp_path):
     client = MlflowClient(uri)
     for run in r.runs:
         steps, values = run.curves["lr"]
-        hist = sorted(client.get_metric_history(run.run_id, "lr"), key=lambda m: m.step)
+        hist = sorted(client.get_metric_history(run.run_id, "curves/lr"), key=lambda m: m.step)
         assert list(values) == [m.value for m in hist] and len(values) == 7
         assert values[-1] != values[0]                      # the schedule moved it
     fig = figures.grid_figure(r)
@@ -284,7 +285,7 @@ def test_metric_option_ranks_ascending(store, tmp_path, capsys):
     rows = [r for r in read_csv(tmp_path / "report.csv") if r["status"] == "FINISHED"]
     best = []
     for r in rows:   # classification runs log no best/val_loss: the curve's minimum
-        hist = client.get_metric_history(r["run_id"], "val/loss")
+        hist = client.get_metric_history(r["run_id"], "curves/loss_val")
         low = min(hist, key=lambda m: m.value)
         best.append(low.value)
         assert float(r["best/val_loss"]) == low.value and int(r["best_epoch"]) == low.step
@@ -333,13 +334,14 @@ def test_fetch_paths_agree(store):
     ids = [k.info.run_id for k in children(store["uri"], store["parent"])]
     got = {}
     for method in ("sqlite", "per-run"):
-        curves, how = read.fetch_curves(store["uri"], ids, model.CURVE_KEYS, method=method,
-                                        client=client)
+        keys = [logged_key(k) for k in model.CURVE_KEYS]
+        curves, how = read.fetch_curves(store["uri"], ids, keys, method=method, client=client)
         assert how == method
         got[method] = curves
     ref = got["sqlite"]
-    assert len(ref) == 6 and all(set(c) == {"train/loss", "val/loss", "train/accuracy",
-                                            "val/accuracy"} for c in ref.values())
+    assert len(ref) == 6 and all(set(c) == {"curves/loss_train", "curves/loss_val",
+                                            "curves/accuracy_train", "curves/accuracy_val"}
+                                 for c in ref.values())
     for other in ("per-run",):
         assert got[other].keys() == ref.keys()
         for run_id, cs in ref.items():
@@ -446,11 +448,12 @@ def test_http_server_uses_the_bulk_endpoint(tmp_path, capsys):
             stack.enter_context(pytest.MonkeyPatch.context()).setattr(read, "REST_MAX_RESULTS", 5)
             client = MlflowClient(uri)
             ids = [r.run_id for r in direct.runs]
-            small, how = read.fetch_curves(uri, ids, ["val/loss"], method="rest", client=client)
+            small, how = read.fetch_curves(uri, ids, ["curves/loss_val"], method="rest",
+                                           client=client)
             assert how == "rest"
             for r in direct.runs:
                 if "val/loss" in r.curves:
-                    assert small[r.run_id]["val/loss"][1].tolist() == \
+                    assert small[r.run_id]["curves/loss_val"][1].tolist() == \
                         r.curves["val/loss"][1].tolist()
         rc, out, err = run_main([parent, "--uri", uri, "--out", tmp_path / "out"], capsys)
         assert rc == 0, err

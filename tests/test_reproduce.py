@@ -319,11 +319,11 @@ def test_different_history_reports_first_difference(tmp_path, capsys):
     store = tmp_path / "store"
     rid = record(store)
     client = MlflowClient(uri_of(store))
-    (pt,) = [m for m in client.get_metric_history(rid, "val/loss") if m.step == 2]
+    (pt,) = [m for m in client.get_metric_history(rid, "curves/loss_val") if m.step == 2]
     changed = pt.value + 1e-12
     db = Path(uri_of(store)[len("sqlite:///"):])
     with sqlite3.connect(db) as con:   # the stored curve, altered at one point
-        n = con.execute("UPDATE metrics SET value = ? WHERE run_uuid = ? AND key = 'val/loss' "
+        n = con.execute("UPDATE metrics SET value = ? WHERE run_uuid = ? AND key = 'curves/loss_val' "
                         "AND step = 2", (changed, rid)).rowcount
     assert n == 1
     capsys.readouterr()

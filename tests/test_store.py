@@ -302,12 +302,12 @@ def test_recorder_drops_nonfinite_metrics_and_tags_them(store):
     assert run.info.run_name == "nonfinite"
     assert run.data.tags["nets.config_hash"] == "abc"
     assert run.data.tags["n"] == "3"
-    assert [(m.step, m.value) for m in c.get_metric_history(rec.run_id, "train/loss")] == [(0, 1.0)]
-    assert [(m.step, m.value) for m in c.get_metric_history(rec.run_id, "val/loss")] == \
+    assert [(m.step, m.value) for m in c.get_metric_history(rec.run_id, "curves/loss_train")] == [(0, 1.0)]
+    assert [(m.step, m.value) for m in c.get_metric_history(rec.run_id, "curves/loss_val")] == \
         [(0, 2.0), (1, 1.5)]
     assert run.data.tags["nets.nonfinite_metrics"] == "3"
-    assert run.data.tags["nets.first_nonfinite"] == "train/loss@1"
-    for key in ("train/loss", "val/loss"):
+    assert run.data.tags["nets.first_nonfinite"] == "curves/loss_train@1"
+    for key in ("curves/loss_train", "curves/loss_val"):
         assert all(math.isfinite(m.value) and abs(m.value) < 1e300
                    for m in c.get_metric_history(rec.run_id, key))
 
@@ -416,6 +416,6 @@ def test_eight_processes_write_one_store(tmp_path):
     assert sorted(r.info.run_name for r in runs) == sorted(f"worker{i}" for i in range(N_PROCS))
     for r in runs:
         assert r.info.status == "FINISHED"
-        for key in ("train/loss", "val/accuracy", "lr"):
+        for key in ("curves/loss_train", "curves/accuracy_val", "curves/lr"):
             hist = c.get_metric_history(r.info.run_id, key)
             assert sorted(m.step for m in hist) == list(range(N_EPOCHS)), (r.info.run_name, key)

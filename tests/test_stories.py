@@ -54,13 +54,13 @@ def test_story1_bold_driver_beats_a_constant_small_rate(tmp_path):
     assert len(runs) == 4
     slow = pick(runs, optimizer__lr=0.01, schedule__name="constant")
     assert "lr_too_low" in verdicts(slow), verdicts(slow)
-    assert slow.data.metrics["best/val_accuracy"] < 0.2          # chance is 0.1
+    assert slow.data.metrics["best_val_accuracy"] < 0.2          # chance is 0.1
     const = pick(runs, optimizer__lr=1.0, schedule__name="constant")
     bold = pick(runs, optimizer__lr=1.0, schedule__name="bold_driver")
-    acc = lambda r: r.data.metrics["best/val_accuracy"]
+    acc = lambda r: r.data.metrics["best_val_accuracy"]
     assert acc(bold) > acc(const) + 0.1 and acc(bold) > acc(slow) + 0.3, (acc(bold), acc(const))
     assert bold.data.metrics["health/schedule/increase"] > 0       # the rate was raised
-    assert bold.data.metrics["lr"] > 1.0
+    assert bold.data.metrics["curves/lr"] > 1.0
 
 
 def test_story2_tolerance_helps_learnable_data_and_nothing_helps_random(tmp_path):
@@ -68,17 +68,17 @@ def test_story2_tolerance_helps_learnable_data_and_nothing_helps_random(tmp_path
     runs = sweep(tmp_path, "story2", "train.tol=1,0.1", "model.hidden=[3]",
                  "train.epochs=4000")
     assert len(runs) == 4
-    sse = lambda r: r.data.metrics["final/val_sse"]
+    sse = lambda r: r.data.metrics["final_val_sse"]
     loose = pick(runs, dataset__name="tiny_regression", train__tol=1.0)
     tight = pick(runs, dataset__name="tiny_regression", train__tol=0.1)
     assert loose.data.tags["nets.outcome"] == tight.data.tags["nets.outcome"] == "converged"
     assert sse(tight) < sse(loose) / 5                            # about a decade per step
-    assert tight.data.metrics["best/epoch"] > loose.data.metrics["best/epoch"]
+    assert tight.data.metrics["best_epoch"] > loose.data.metrics["best_epoch"]
     for tol in (1.0, 0.1):
         rand = pick(runs, dataset__name="random_regression", train__tol=tol)
         assert verdicts(rand) == ["nothing_learned"]
-        base = rand.data.metrics["data/baseline_val_mae"]
-        assert abs(rand.data.metrics["final/val_mae"] - base) < 0.25 * base
+        base = rand.data.metrics["data_baseline_val_mae"]
+        assert abs(rand.data.metrics["final_val_mae"] - base) < 0.25 * base
 
 
 def test_story3_low_rate_loss_falls_while_accuracy_stays_and_a_larger_rate_learns(tmp_path):
@@ -92,12 +92,12 @@ def test_story3_low_rate_loss_falls_while_accuracy_stays_and_a_larger_rate_learn
     from mlflow.tracking import MlflowClient
 
     c = MlflowClient("sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db"))
-    loss = [p.value for p in sorted(c.get_metric_history(low.info.run_id, "val/loss"),
+    loss = [p.value for p in sorted(c.get_metric_history(low.info.run_id, "curves/loss_val"),
                                     key=lambda p: p.step)]
     assert len(loss) == 16 and all(b < a for a, b in zip(loss, loss[1:]))  # falls every epoch
     m = low.data.metrics
-    assert m["final/val_accuracy"] < 0.2 and m["health/pred/margin"] < 0  # chance is 1/13
-    assert good.data.metrics["best/val_accuracy"] > 0.8
+    assert m["final_val_accuracy"] < 0.2 and m["health/pred/margin"] < 0  # chance is 1/13
+    assert good.data.metrics["best_val_accuracy"] > 0.8
     assert good.data.metrics["health/pred/margin"] > 0
 
 
@@ -110,9 +110,9 @@ def test_story4_summed_gradients_collapse_and_mean_fixes_it(tmp_path):
     mean = pick(runs, train__reduction="mean")
     assert {"class_collapse", "saturated_units"} <= set(verdicts(summed)), verdicts(summed)
     assert summed.data.metrics["health/pred/top_class_share"] >= 0.9
-    assert summed.data.metrics["final/val_accuracy"] <= 0.15
+    assert summed.data.metrics["final_val_accuracy"] <= 0.15
     assert "class_collapse" not in verdicts(mean)
-    assert mean.data.metrics["best/val_accuracy"] > summed.data.metrics["best/val_accuracy"] + 0.2
+    assert mean.data.metrics["best_val_accuracy"] > summed.data.metrics["best_val_accuracy"] + 0.2
 
 
 MNIST = Path(os.environ.get("NETS_MNIST_DIR", Path(__file__).parents[2] / "shared" / "data"
@@ -128,4 +128,4 @@ def test_story4_on_real_mnist_collapses_at_summed_gradients(tmp_path):
                  "dataset.subsample=3000")
     (run,) = runs
     assert "class_collapse" in verdicts(run), verdicts(run)
-    assert run.data.metrics["final/val_accuracy"] <= 0.15
+    assert run.data.metrics["final_val_accuracy"] <= 0.15

@@ -25,7 +25,8 @@ from nets.runs import cleanup as cleanups, console, settings as sweeps
 
 BIN = Path(sys.executable).parent
 TINY = ["dataset=blobs", "dataset.n_samples=60", "train.epochs=3", "tracking.progress=off"]
-EPOCH_METRICS = ("train/loss", "train/accuracy", "val/loss", "val/accuracy", "lr")
+EPOCH_METRICS = ("curves/loss_train", "curves/accuracy_train", "curves/loss_val",
+                 "curves/accuracy_val", "curves/lr")  # as logged (nets.store.tags.logged_key)
 DROP_ENV = ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR", "MLFLOW_EXPERIMENT_NAME",
             "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "NETS_TEST_CRASH")
 TESTS = Path(__file__).parent

@@ -40,9 +40,9 @@ def test_everything_sent_is_in_the_store(tmp_path):
     assert run.data.params == {"optimizer.lr": "0.1", "model.hidden": "[64]"}
     assert run.data.tags["nets.config_hash"] == "abc"
     assert run.data.tags["nets.outcome"] == "completed"
-    hist = c.get_metric_history(run_id, "train/loss")
+    hist = c.get_metric_history(run_id, "curves/loss_train")
     assert [(m.step, m.value) for m in hist] == [(e, 1.0 / (e + 1)) for e in range(5)]
-    assert run.data.metrics["best/val_accuracy"] == 0.4
+    assert run.data.metrics["best_val_accuracy"] == 0.4
     names = {a.path for a in c.list_artifacts(run_id)}
     assert {"config.yaml", "weights.npz", "curves.png"} <= names
     path = c.download_artifacts(run_id, "weights.npz", str(tmp_path))

@@ -26,6 +26,7 @@ from typing import Mapping
 
 from nets import diagnostics
 from nets.diagnostics import RunInfo
+from nets.store import tags as vocabulary
 
 PROG = "nets-diagnose"
 NETS_KEYS = ("train/loss", "val/loss", "train/accuracy", "val/accuracy", "train/mae",
@@ -47,6 +48,7 @@ def parse_keys(pairs: list[str]) -> dict[str, str]:
     keys = {k: k for k in NETS_KEYS}
     for pair in pairs:
         nets_key, sep, theirs = pair.partition("=")
+        nets_key = vocabulary.nets_key(nets_key)   # the name MLflow shows (curves/loss_val) too
         if not sep or not theirs:
             raise UsageError(f"--key {pair!r} is not valid: write NETS_KEY=THEIR_KEY, e.g. "
                              "--key val/accuracy=val_acc")
@@ -55,6 +57,16 @@ def parse_keys(pairs: list[str]) -> dict[str, str]:
                              f"reads; choose one of: {', '.join(NETS_KEYS)}")
         keys[nets_key] = theirs
     return keys
+
+
+def run_keys(run, keys: Mapping[str, str]) -> dict[str, str]:
+    """``keys`` for one run: a nets key read under its own name is read under the name
+    nets logs it as (``curves/loss_train``) when the run has that one instead (a run
+    recorded before the metric rename has the engine's names)."""
+    logged = run.data.metrics
+    ours = {k: vocabulary.logged_key(k) for k in keys}
+    return {k: ours[k] if v == k and k not in logged and ours[k] in logged else v
+            for k, v in keys.items()}
 
 
 def run_info(run, history: Mapping[str, list]) -> RunInfo:
@@ -68,7 +80,7 @@ def run_info(run, history: Mapping[str, list]) -> RunInfo:
     if "nets.outcome" not in tags:
         status = run.info.status
         tags["nets.outcome"] = "completed" if status in ("FINISHED", "RUNNING") else status.lower()
-    return RunInfo.from_record(run.data.metrics, tags, run.data.params)
+    return RunInfo.from_record(vocabulary.nets_metrics(run.data.metrics), tags, run.data.params)
 
 
 def usable(history: Mapping[str, list]) -> bool:
@@ -82,6 +94,7 @@ def skipped_rules(history: Mapping[str, list]) -> list[str]:
 
 
 def no_curves(run, keys: Mapping[str, str]) -> str:
+    keys = run_keys(run, keys)
     logged = sorted(run.data.metrics)
     lossy = [k for k in logged if "loss" in k.lower()]
     hint = (f"; map one with e.g. --key train/loss={lossy[0]}" if lossy else "")
@@ -105,7 +118,7 @@ def diagnose_run(client, history_mod, run, h: Mapping[str, list], keys: Mapping[
     for v in verdicts:
         print(f"  {v.name}: {v.evidence}", file=out)
         print(f"    what to try: {v.advice}", file=out)
-    mapped = {k: v for k, v in keys.items() if k != v and k in h}
+    mapped = {k: v for k, v in keys.items() if v not in (k, vocabulary.logged_key(k)) and k in h}
     if mapped:
         print("  read " + ", ".join(f"{v} as {k}" for k, v in mapped.items()), file=out)
     if skipped:
@@ -157,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs += history.experiment_runs(client, args.experiment)
             if args.sweep:
                 runs += history.sweep_runs(client, args.sweep)
-            found = [(r, history.histories(client, r, keys)) for r in runs]
+            found = [(r, history.histories(client, r, run_keys(r, keys))) for r in runs]
         except history.HistoryError as e:
             raise UsageError(str(e)) from None
         named = set(args.run_ids)

@@ -60,6 +60,7 @@ from pathlib import Path
 
 from nets.report.figures import DEFAULT_TOP
 from nets.report.model import ReportError
+from nets.store.tags import nets_key
 
 PROG = "nets-report"
 
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metric", metavar="KEY",
                    help="rank by this metric (default best/val_accuracy, regression "
                    "best/val_loss); best/<split>_<name> or a per-epoch key such as val/loss "
-                   "means the best epoch's value, computed from the curve if not logged")
+                   "means the best epoch's value, computed from the curve if not logged; the "
+                   "names MLflow shows (best_val_accuracy, curves/loss_val) work too")
     order = p.add_mutually_exclusive_group()
     order.add_argument("--ascending", dest="ascending", action="store_const", const=True,
                        help="lower is better (default: guessed from the key: loss, mae, "
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         uri = report_sweep.open_store(args.uri)
         report = report_sweep.make_report(
-            uri, sweep_ident(uri, args.sweep), metric=args.metric, ascending=args.ascending,
+            uri, sweep_ident(uri, args.sweep), metric=args.metric and nets_key(args.metric), ascending=args.ascending,
             filters=args.filter, experiment=args.experiment, all_attempts=args.all_attempts,
             note=note)
     except (ReportError, StoreError) as e:

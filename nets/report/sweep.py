@@ -28,6 +28,7 @@ from nets.report.model import (CURVE_KEYS, SUMMARY_PREFIXES, Report, ReportError
                                Sweep, adaptive, apply_filters, build_report, curve_of,
                                dedupe, default_metric, matches, parse_filter)
 from nets.store import read, uri as store_uri
+from nets.store.tags import logged_key, nets_key, nets_metrics
 from nets.store.uri import safe_uri
 
 RESUME_TAG = "nets.resumes"          # written on a resumed sweep's parent: the older parent
@@ -135,7 +136,7 @@ def _shared(d: dict, values: bool = True) -> dict:
 def _row(run) -> RunRow:
     return RunRow(run.info.run_id, run.info.run_name or "", run.info.status,
                   run.info.start_time or 0, run.info.experiment_id, _shared(run.data.params),
-                  _shared(run.data.tags), _shared(run.data.metrics, values=False))
+                  _shared(run.data.tags), _shared(nets_metrics(run.data.metrics), values=False))
 
 
 def _jobs_yaml_skipped(client, uri: str, run) -> list[str]:
@@ -228,13 +229,19 @@ class _Wanted:
     def __call__(self, rows: list[RunRow]) -> None:
         rows = [r for r in rows if matches(r, self.filters)]
         self.seen.extend(rows)
-        avail = {r.run_id: r.metrics.keys() for r in rows}
-        self.fetch.add(avail, self.keys, avail)
+        avail = {r.run_id: _spellings(r.metrics) for r in rows}
+        self.fetch.add(avail, _spellings(self.keys), avail)
         if not self.lr and any(adaptive(r) for r in rows):
             self.lr, rows = True, self.seen  # the rate's trace is the story (bold driver)
         if self.lr:
-            self.fetch.add((r.run_id for r in rows), ["lr"],
-                           {r.run_id: r.metrics.keys() for r in rows})
+            self.fetch.add((r.run_id for r in rows), _spellings(["lr"]),
+                           {r.run_id: _spellings(r.metrics) for r in rows})
+
+
+def _spellings(keys) -> list[str]:
+    """Each key under both names: a sweep may hold runs logged before the rename
+    (``train/loss``) and after it (``curves/loss_train``); rows hold nets' names."""
+    return [s for k in keys for s in dict.fromkeys((logged_key(k), k))]
 
 
 def _make_report(uri, ident, metric, ascending, filters, experiment, all_attempts, method,
@@ -261,6 +268,7 @@ def _make_report(uri, ident, metric, ascending, filters, experiment, all_attempt
     lr = any(adaptive(r) for r in runs)
     for r in runs:
         got = curves.get(r.run_id, {})
+        got = {nets_key(k): c for k, c in got.items()}
         r.curves = got if lr or "lr" not in got else {k: c for k, c in got.items() if k != "lr"}
     del curves
     timings["curves"] = time.perf_counter() - t

@@ -115,14 +115,16 @@ def settle_attempts(spec: records.RunSpec | None) -> JobResult | None:
     Returns the result of an existing FINISHED run of this (sweep id, job), or ``None``
     after ending the job's RUNNING runs (earlier executions) KILLED.
     """
+    from nets.store.tags import SUMMARY_PREFIXES, nets_metrics
+
     if spec is None or "nets.sweep_id" not in spec.tags:
         return None
     runs = records.job_runs(spec.uri, spec.experiment_id, spec.tags["nets.sweep_id"],
                             spec.tags["nets.job"])
     for r in runs:
         if r.info.status == "FINISHED":
-            keep = {k: float(v) for k, v in r.data.metrics.items()
-                    if k.startswith(("best/", "final/", "data/"))}
+            keep = {k: float(v) for k, v in nets_metrics(r.data.metrics).items()
+                    if k.startswith(SUMMARY_PREFIXES)}
             return JobResult("FINISHED", r.info.run_id,
                              diagnosis=r.data.tags.get("nets.diagnosis"), metrics=keep)
     for r in runs:

@@ -137,6 +137,7 @@ def close_job_run(rec, spec: RunSpec, status: str) -> tuple[str | None, dict]:
     """Diagnose a FINISHED job from its logged curves (unless the task already did), end
     the run with ``status``; ``(diagnosis, a few summary metrics)``."""
     from nets.store import active
+    from nets.store.tags import nets_metrics
 
     active.deactivate()
     diagnosis, summary = None, {}
@@ -145,7 +146,7 @@ def close_job_run(rec, spec: RunSpec, status: str) -> tuple[str | None, dict]:
             rec.flush()
             run = retry(rec.client.get_run, rec.run_id)
             diagnosis = run.data.tags.get("nets.diagnosis")
-            summary = {k: v for k, v in run.data.metrics.items()
+            summary = {k: v for k, v in nets_metrics(run.data.metrics).items()
                        if k.startswith(("best/", "final/"))}
             if diagnosis is None:
                 diagnosis, extra = diagnose_logged(rec, spec.uri, spec.diagnosis_keys)

@@ -44,6 +44,7 @@ import yaml
 
 from nets.runs import usercode
 from nets.store import client as store_client, read, uri as store_uri
+from nets.store.tags import SUMMARY_PREFIXES, nets_key
 from nets.store.uri import safe_uri
 from nets.runs.job import (TRACKING_DEFAULTS, JobSpec, blas_state, config_hash, git_state,
                        run_job)
@@ -52,7 +53,6 @@ from nets.text import cut, show
 from nets.train import CONFIG_SECTIONS as ROOT_KEYS
 
 PROG = "nets-reproduce"
-SUMMARY_PREFIXES = ("best/", "final/", "data/")
 # Tags that can change the numbers (or say the code did), compared before the curves.
 ENV_TAGS = ("numpy.version", "nets.blas", "nets.blas_threads", "nets.version", "python.version",
             "mlflow.source.git.commit", "nets.git_dirty")
@@ -234,8 +234,9 @@ def load_overrides(text: str | None) -> list[str]:
 # -- comparing ------------------------------------------------------------------------------
 
 def metric_histories(client, run) -> dict[str, list[tuple[int, float]]]:
-    """Every metric of ``run`` as sorted ``(step, value)`` lists."""
-    return read.metric_histories(client, run)
+    """Every metric of ``run`` as sorted ``(step, value)`` lists, under the engine's
+    names: a run recorded before the metric rename compares with its reproduction."""
+    return {nets_key(k): v for k, v in read.metric_histories(client, run).items()}
 
 
 def compare(original: Mapping[str, list], reproduced: Mapping[str, list]) -> Difference | None:

@@ -4,11 +4,24 @@ Readers (the report, ``--resume``, ``nets-cleanup``, ``nets-reproduce``, short i
 ``nets-diagnose``) find here what a run can carry; ``tests/test_vocabulary.py`` walks
 every module and checks that each key read is written somewhere and that this table
 lists every key written (so a key can neither be read that nothing writes, nor written
-without a word on what it means). Metric keys are the engine's (``train/loss``,
-``health/...``) and the job's summaries (``best/``, ``final/``, ``data/``).
+without a word on what it means).
+
+Metric keys have two spellings, both here: the engine's (``train/loss``, ``lr``,
+``health/...``, and the job's summaries ``best/...``, ``final/...``, ``data/...``), which
+the trainer, the diagnostics and the report use, and the one logged to MLflow
+(``logged_key``), laid out for MLflow's UI. The UI (3.x, ``RunsChartsCardConfig.
+getBaseChartAndSectionConfigs``) puts a metric in the section named by its key up to
+the last ``/``, sorts those sections by name, and puts keys without a ``/`` last, in
+"Model metrics". So the curves are logged under ``curves/`` (first, before ``health/``),
+the rate as ``curves/lr`` (it sorts after ``curves/loss_val``), and the one-value
+summaries without a ``/`` (``best_val_accuracy``: last on the charts tab, and a plain
+``metrics.best_val_accuracy > 0.9`` in the runs table's search). ``nets_key`` reads
+either spelling back, so records written before the rename still read.
 """
 
 from __future__ import annotations
+
+from typing import Any, Mapping
 
 TAGS: dict[str, str] = {
     # -- every run nets records (nets.runs.job) -------------------------------------------
@@ -59,3 +72,48 @@ TAGS: dict[str, str] = {
     "nets.reproduce.result": "identical | different",
     "nets.reproduce.first_difference": "the first metric, step and values that differed",
 }
+
+
+# -- metric keys: the engine's name -> the name logged to MLflow ------------------------
+# Per-epoch curves of a split: ``train/loss`` -> ``curves/loss_train`` (one section, the
+# two splits of a quantity side by side); the rate: ``lr`` -> ``curves/lr``.
+CURVE_SPLITS = ("train", "val")
+CURVES_SECTION = "curves"
+RATE = "lr"
+# One-value summaries of a run: ``best/val_accuracy`` is logged as ``best_val_accuracy``.
+SUMMARY_PREFIXES = ("best/", "final/", "data/")
+_SUMMARY_LOGGED = tuple(p[:-1] + "_" for p in SUMMARY_PREFIXES)
+
+
+def logged_key(key: str) -> str:
+    """The name a metric is logged under: ``train/loss`` -> ``curves/loss_train``, ``lr``
+    -> ``curves/lr``, ``best/val_accuracy`` -> ``best_val_accuracy``; others as they are."""
+    if key == RATE:
+        return f"{CURVES_SECTION}/{RATE}"
+    split, sep, name = key.partition("/")
+    if sep and split in CURVE_SPLITS and name and "/" not in name:
+        return f"{CURVES_SECTION}/{name}_{split}"
+    if key.startswith(SUMMARY_PREFIXES):
+        return key.replace("/", "_", 1)
+    return key
+
+
+def nets_key(key: str) -> str:
+    """The engine's name of a logged metric, from either spelling (records written
+    before the rename logged the engine's names): the inverse of ``logged_key``."""
+    section, sep, name = key.partition("/")
+    if sep and section == CURVES_SECTION and "/" not in name:
+        if name == RATE:
+            return RATE
+        quantity, _, split = name.rpartition("_")
+        if quantity and split in CURVE_SPLITS:
+            return f"{split}/{quantity}"
+        return key
+    if key.startswith(_SUMMARY_LOGGED) and "/" not in key:
+        return key.replace("_", "/", 1)
+    return key
+
+
+def nets_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's ``{logged key: value}`` under the engine's names."""
+    return {nets_key(k): v for k, v in metrics.items()}

@@ -19,6 +19,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from nets.store.client import MlflowClient, retry
 from nets.store.keys import clean_key, finite, flatten  # noqa: F401 - re-exported
+from nets.store.tags import logged_key
 
 MAX_PARAM_LEN = 6000
 
@@ -64,9 +65,14 @@ class RunRecorder:
     # metrics ------------------------------------------------------------------------
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
-        """Queue an epoch's metrics at integer ``step``; flush if the buffer is due."""
+        """Queue an epoch's metrics at integer ``step``; flush if the buffer is due.
+
+        Keys are the engine's (``train/loss``); they are logged under
+        ``nets.store.tags.logged_key`` (``curves/loss_train``), laid out for MLflow's UI.
+        """
         now = int(time.time() * 1000)
         for k, v in metrics.items():
+            k = logged_key(k)
             fv = finite(v)
             if fv is None:
                 self.dropped.append((k, int(step)))
@@ -83,7 +89,7 @@ class RunRecorder:
         self._last_flush = time.monotonic()
 
     def log_summary(self, metrics: Mapping[str, Any]) -> None:
-        """Single-value metrics (``best/…``, ``final/…``) at step 0, written now."""
+        """Single-value metrics (``best/…``, ``final/…``: logged ``best_…``) at step 0, now."""
         self.log_metrics(metrics, 0)
         self.flush()
 
