@@ -234,6 +234,7 @@ def test_override_contract_mlp_on_mnist(tmp_path):
         list(range(21))
 
 
+@pytest.mark.slow
 def test_override_contract_cnn_on_digits(tmp_path):
     ok(nets_train(tmp_path, "model=cnn", "dataset.subsample=200", "train.epochs=1"))
     run = only_run(db_of(tmp_path))
@@ -338,6 +339,7 @@ cli()
 """
 
 
+@pytest.mark.slow
 def test_code_error_is_a_failed_run_with_traceback(tmp_path):
     script = tmp_path / "failing_train.py"
     script.write_text(FAILING_SCRIPT)
@@ -378,6 +380,7 @@ def _wait_for_points(db: Path, proc: subprocess.Popen, n: int, timeout: float) -
     raise AssertionError(f"no {n} metric points within {timeout}s")
 
 
+@pytest.mark.slow
 def test_ctrl_c_kills_the_run(tmp_path):
     proc = subprocess.Popen(
         [str(NETS_TRAIN), "train.epochs=100000", "dataset=blobs", "tracking.progress=lines"],

@@ -72,6 +72,7 @@ def test_two_jobs_one_parent_two_finished_children_with_the_apps_points(tmp_path
     assert "diagnosis" in p.stderr and "2 FINISHED" in p.stderr
 
 
+@pytest.mark.slow
 def test_a_raising_job_fails_alone(tmp_path):
     p = sweep(tmp_path, "mode=ok,raise")
     assert p.returncode == 1

@@ -252,6 +252,7 @@ def test_ctrl_c_then_resume_gives_one_finished_run_per_config(tmp_path):
     assert f"{len(done_before)} skipped" in p.stderr
 
 
+@pytest.mark.slow
 def test_sweep_file_with_overrides_on_top(tmp_path):
     # The file sweeps lr (3) x activation (3) for 10 epochs; the command line replaces
     # the lr axis, narrows the activations and the epochs.

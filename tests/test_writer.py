@@ -49,6 +49,7 @@ def test_everything_sent_is_in_the_store(tmp_path):
     assert open(path, "rb").read() == b"\x00\x01binary"
 
 
+@pytest.mark.slow
 def test_a_parent_that_goes_away_leaves_no_running_run(tmp_path):
     uri, run_id = _record(tmp_path, end=None)
     c = MlflowClient(uri)
