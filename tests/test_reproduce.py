@@ -7,6 +7,7 @@ parent run, as a sweep launcher would.
 
 from __future__ import annotations
 
+import io
 import multiprocessing as mp
 import os
 import shlex
@@ -32,6 +33,7 @@ from nets.runs.job import JobSpec, config_hash, run_job
 from nets.app.reproduce import main
 from nets.runs.reproduce import Difference, compare
 from nets.store.client import prepare_store
+from nets.store.tags import logged_key
 from nets.store.uri import resolve_uri
 
 SMALL = ["dataset.subsample=200", "train.epochs=3", "tracking.progress=off",
@@ -413,3 +415,23 @@ def test_reproduce_through_mlflow_server(tmp_path, capsys, monkeypatch):
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_a_sweep_job_leaves_its_curves_figure_to_the_report(tmp_path):
+    """A job recorded into a run a launcher opened draws no curves.png (the sweep report
+    draws every run's curves; ~0.4 s of a short job) unless tracking.sweep_plots=true;
+    everything else is recorded as for a run alone."""
+    uri = uri_of(tmp_path / "store")
+    exp_id = prepare_store(uri, "nets")
+    client = MlflowClient(uri)
+    for sweep_plots in (False, True):
+        run_id = client.create_run(exp_id).info.run_id
+        ov = [*SMALL, "tracking.log_plots=true",
+              f"tracking.sweep_plots={str(sweep_plots).lower()}"]
+        status = run_job(JobSpec(appconfig.to_plain(compose_cfg(ov)), uri, exp_id,
+                                 run_id=run_id), stream=io.StringIO())
+        assert status.status == "FINISHED"
+        names = {a.path for a in client.list_artifacts(run_id)}
+        assert {"weights.npz", "diagnosis.md"} <= names, names
+        assert ("curves.png" in names) is sweep_plots, names
+        assert client.get_metric_history(run_id, logged_key("val/loss"))

@@ -11,7 +11,7 @@ per distinct set of *structural* overrides (config-group choices such as
 ``model=cnn``, ``hydra.*`` keys) through Hydra, and each point is a copy of that
 template with its value overrides applied by Hydra's own function, in their order, and
 Hydra's bookkeeping for the point (``hydra.overrides.task``, ``override_dirname``) set
-as Hydra sets it. ``tests/test_launcher_suites.py`` compares the result with Hydra's
+as Hydra sets it. ``tests/test_compose.py`` compares the result with Hydra's
 composition for every point of mixed sweeps.
 
 Anything else (``+key``, ``~key``, ``++key``, an override with a package) composes the

@@ -108,7 +108,7 @@ def command_line(cfg: Mapping[str, Any], recorded: list[str], experiment: str | 
     extra = []
     if experiment and experiment != TRACKING_DEFAULTS["experiment"]:
         extra.append(f"tracking.experiment={hydra_value(experiment)}")
-    for k in ("log_weights", "log_plots"):
+    for k in ("log_weights", "log_plots", "sweep_plots"):
         if tr[k] != TRACKING_DEFAULTS[k]:
             extra.append(f"tracking.{k}={hydra_value(tr[k])}")
     return " ".join(["nets-train", *(shlex.quote(o) for o in overrides + extra)])

@@ -46,6 +46,9 @@ class Tracking:
     run_name: Optional[str] = None       # null: built from the settings (tanh-mse-sgd-lr0.1)
     log_weights: bool = True             # final weights as weights.npz
     log_plots: bool = True               # curves.png
+    # curves.png of each sweep job as well: drawing it is most of a short job's
+    # recording (~0.4 s), and the sweep report draws every run's curves anyway.
+    sweep_plots: bool = False
     progress: str = "auto"               # auto | bar | lines | off
 
 
@@ -353,7 +356,7 @@ def run_job(spec: JobSpec, stream=None, data=None, recorder=None) -> JobStatus:
                           "nets.diagnosis": verdict, "mlflow.note.content": note})
             # The tag is cut at 8000 characters; the artifact keeps the whole text.
             rec.log_text(note, "diagnosis.md")
-            _log_artifacts(rec, run, res, tr)
+            _log_artifacts(rec, run, res, tr, in_sweep=attached)
             rec.log_text("\n".join(progress.lines) + "\n", "console.log")
             if attached:
                 rec.flush()
@@ -411,7 +414,7 @@ class _quiet:
         return exc[0] is not None and not issubclass(exc[0], KeyboardInterrupt)
 
 
-def _log_artifacts(rec, run: Run, res: Result, tr: Tracking) -> None:
+def _log_artifacts(rec, run: Run, res: Result, tr: Tracking, in_sweep: bool) -> None:
     if tr.log_weights:
         buf = io.BytesIO()
         np.savez(buf, **run.model.get_weights())
@@ -419,7 +422,7 @@ def _log_artifacts(rec, run: Run, res: Result, tr: Tracking) -> None:
             path = Path(d, "weights.npz")
             path.write_bytes(buf.getvalue())
             rec.log_file(path)
-    if tr.log_plots:
+    if tr.log_plots and (tr.sweep_plots or not in_sweep):
         chance = 1.0 / run.data.n_classes if run.data.task == "classification" else None
         if hasattr(rec, "log_curves"):  # the recorder process draws it (matplotlib there)
             rec.log_curves(res.history, chance, rec.run_info_name)

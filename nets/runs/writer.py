@@ -181,7 +181,6 @@ def _import_plotting() -> None:
     from matplotlib.backends import backend_agg  # noqa: F401
 
 
-
 def _child() -> int:
     """Read messages from stdin until ``end`` or EOF; answer on stdout."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides how the run ends
