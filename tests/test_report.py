@@ -28,6 +28,8 @@ from mlflow.tracking import MlflowClient
 from nets.app import report as app_report
 from nets.report import figures, html as report_html, model, sweep as rsweep
 from nets.store import read
+from nets.store import curves as store_curves
+from nets.store.curves import fetch_curves
 from nets.app import config as appconfig
 from nets.app.schema import register
 from nets.runs.job import JobSpec, run_job
@@ -335,7 +337,7 @@ def test_fetch_paths_agree(store):
     got = {}
     for method in ("sqlite", "per-run"):
         keys = [logged_key(k) for k in model.CURVE_KEYS]
-        curves, how = read.fetch_curves(store["uri"], ids, keys, method=method, client=client)
+        curves, how = fetch_curves(store["uri"], ids, keys, method=method, client=client)
         assert how == method
         got[method] = curves
     ref = got["sqlite"]
@@ -445,10 +447,10 @@ def test_http_server_uses_the_bulk_endpoint(tmp_path, capsys):
             assert read.finished_by_tag(uri, exp, "nets.config_hash") == hashes
         # the 25,000-point cap: chunks are split and asked again
         with contextlib.ExitStack() as stack:
-            stack.enter_context(pytest.MonkeyPatch.context()).setattr(read, "REST_MAX_RESULTS", 5)
+            stack.enter_context(pytest.MonkeyPatch.context()).setattr(store_curves, "REST_MAX_RESULTS", 5)
             client = MlflowClient(uri)
             ids = [r.run_id for r in direct.runs]
-            small, how = read.fetch_curves(uri, ids, ["curves/loss_val"], method="rest",
+            small, how = fetch_curves(uri, ids, ["curves/loss_val"], method="rest",
                                            client=client)
             assert how == "rest"
             for r in direct.runs:

@@ -129,7 +129,8 @@ def test_curves_fetched_in_pages_equal_per_run_histories(tmp_path, monkeypatch):
     """Runs added page by page, in chunks smaller than a page, give exactly each run's
     own ``get_metric_history`` (sorted by step, the latest point of a step) on every
     path a SQLite file allows; a key a run lacks is not asked for."""
-    from nets.store import read
+    from nets.store import curves as store_curves, read
+    from nets.store.curves import CurveFetch, fetch_curves
 
     uri, client, ids = _history_store(tmp_path)
     want = {}
@@ -142,13 +143,13 @@ def test_curves_fetched_in_pages_equal_per_run_histories(tmp_path, monkeypatch):
                     last[m.step] = m.value
                 want.setdefault(r, {})[k] = (sorted(last), [last[s] for s in sorted(last)])
     assert want[ids[0]]["trainloss"] == ([0, 1, 2, 3], [0.0, 0.1, 99.0, 0.3])
-    monkeypatch.setattr(read, "REST_CHUNK", 2)
+    monkeypatch.setattr(store_curves, "REST_CHUNK", 2)
     calls = []
     real = client.get_metric_history
     monkeypatch.setattr(client, "get_metric_history",
                         lambda r, k: calls.append((r, k)) or real(r, k))
     for method in ("sqlite", "per-run"):
-        with read.CurveFetch(uri, client, method) as fetch:
+        with CurveFetch(uri, client, method) as fetch:
             for page in read.pages(iter(ids), 3):               # pages of 3: 3 + 3 + 1
                 avail = {r: client.get_run(r).data.metrics.keys() for r in page}
                 fetch.add(page, ["val/loss", "trainloss"], avail)
@@ -163,9 +164,9 @@ def test_curves_fetched_in_pages_equal_per_run_histories(tmp_path, monkeypatch):
                 np.testing.assert_array_equal(got[r][k][1], values)   # NaN where logged
     assert sorted(calls) == sorted((r, k) for r in want for k in want[r])   # one call each
     assert [len(p) for p in read.pages(range(7), 3)] == [3, 3, 1]
-    assert read.fetch_curves(uri, [], ["trainloss"]) == ({}, "none")
+    assert fetch_curves(uri, [], ["trainloss"]) == ({}, "none")
     with pytest.raises(read.StoreError, match="not an http"):
-        read.CurveFetch(uri, client, "rest")
+        CurveFetch(uri, client, "rest")
 
 
 def test_read_finished_by_tag_sql_and_search_agree(tmp_path, monkeypatch):

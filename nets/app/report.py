@@ -42,7 +42,7 @@ rank, n, mean and std.
 
 The store is ``--uri`` > ``MLFLOW_TRACKING_URI`` > ``./mlruns/mlflow.db``, as for
 ``nets-train``; an ``mlflow server`` (``http(s)://``) works too. Histories are fetched in
-bulk (``nets.store.read.fetch_curves``): one read-only SQL query per 500 runs on a local
+bulk (``nets.store.curves.fetch_curves``): one read-only SQL query per 500 runs on a local
 SQLite file, MLflow's public ``get-history-bulk`` REST endpoint (100 runs per request)
 on an ``http(s)://`` server, one call per run and metric on any other store.
 

@@ -28,6 +28,7 @@ from nets.report.model import (CURVE_KEYS, SUMMARY_PREFIXES, Report, ReportError
                                Sweep, adaptive, apply_filters, build_report, curve_of,
                                dedupe, default_metric, matches, parse_filter)
 from nets.store import read, uri as store_uri
+from nets.store.curves import CurveFetch
 from nets.store.tags import logged_key, nets_key, nets_metrics
 from nets.store.uri import safe_uri
 
@@ -197,7 +198,7 @@ def make_report(uri: str, ident: str | None = None, *, metric: str | None = None
                 method: str | None = None, note=None) -> Report:
     """Find the sweep, fetch its runs and curves, rank them (no files written).
 
-    ``method`` forces one way of fetching the curves (``nets.store.read.fetch_curves``);
+    ``method`` forces one way of fetching the curves (``nets.store.curves.fetch_curves``);
     ``note`` receives a one-line remark when a faster way could not be used.
     """
     try:
@@ -217,7 +218,7 @@ class _Wanted:
     seen before it). Runs that turn out superseded are fetched and dropped.
     """
 
-    def __init__(self, fetch: "read.CurveFetch", metric: str | None, filters):
+    def __init__(self, fetch: "CurveFetch", metric: str | None, filters):
         self.fetch, self.filters = fetch, filters
         self.keys = list(CURVE_KEYS)
         extra = curve_of(metric) if metric else None
@@ -252,7 +253,7 @@ def _make_report(uri, ident, metric, ascending, filters, experiment, all_attempt
     parent = find_sweep(client, uri, ident, experiment)
     parsed = [parse_filter(f) for f in filters]
     explicit = metric is not None
-    with read.CurveFetch(uri, client, method, note) as fetch:
+    with CurveFetch(uri, client, method, note) as fetch:
         sweep = collect(client, uri, parent, all_attempts, _Wanted(fetch, metric, parsed))
         timings["runs"] = time.perf_counter() - t
         if not sweep.runs:

@@ -173,6 +173,7 @@ def stages(uri: str, parent: str) -> None:
 def compare_fetch(uri: str, parent: str) -> None:
     from nets.report import model, sweep as report_sweep
     from nets.store import read
+    from nets.store.curves import fetch_curves
 
     client = read.open_client(uri)
     sweep = report_sweep.collect(client, uri, read.get_run(client, parent))
@@ -182,7 +183,7 @@ def compare_fetch(uri: str, parent: str) -> None:
     methods = ("rest", "per-run") if uri.startswith("http") else ("sqlite", "per-run")
     for method in methods:
         t = time.perf_counter()
-        curves, how = read.fetch_curves(uri, ids, model.CURVE_KEYS, avail, method, client=client)
+        curves, how = fetch_curves(uri, ids, model.CURVE_KEYS, avail, method, client=client)
         dt = time.perf_counter() - t
         n = sum(len(c[0]) for cs in curves.values() for c in cs.values())
         same = ""
