@@ -8,7 +8,9 @@ that start real services live in ``_services.py`` (the benchmarks use them too).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,22 @@ def clean_env(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in DROP_ENV}
     env.update(extra)
     return env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_warm_recorders():
+    """``nets-train`` leaves a warm recorder behind (``nets.runs.warm``): the tests use
+    it, as users do, but in a directory of their own (short: it holds Unix sockets), and
+    stop every one when the session ends."""
+    from nets.runs import warm
+
+    d = tempfile.mkdtemp(prefix="nw", dir="/tmp")
+    os.environ[warm.DIR_ENV] = d
+    try:
+        yield Path(d)
+    finally:
+        warm.stop_all(Path(d))
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

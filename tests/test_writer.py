@@ -1,4 +1,5 @@
-"""The recorder process: what nets-train records beside its training lands whole."""
+"""The recorder process: what nets-train records beside its training lands whole, from a
+new child process (cold) and from one forked by the warm recorder (warm)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,34 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import sqlite_uri
+from nets.runs import warm as warm_server
 from nets.runs.writer import RecorderProcess, WriterError
 
+KINDS = ["cold", "warm"]
 
-def _record(tmp_path, end: str | None = "FINISHED"):
+
+@pytest.fixture(scope="module")
+def warm_ready():
+    """A warm recorder for this process's ``sys.path`` (the session's private dir)."""
+    warm_server.start()
+    path, deadline = warm_server.socket_path(), time.monotonic() + 180
+    while not warm_server._answers(path):            # it imports mlflow first
+        assert time.monotonic() < deadline, "the warm recorder never answered"
+        time.sleep(0.2)
+    return path
+
+
+def spawn(kind: str, request) -> RecorderProcess:
+    if kind == "warm":
+        request.getfixturevalue("warm_ready")
+    rec = RecorderProcess.spawn(warm=kind == "warm")
+    assert rec.warm == (kind == "warm")
+    return rec
+
+
+def _record(tmp_path, request, kind: str, end: str | None = "FINISHED"):
     uri = sqlite_uri(tmp_path / "mlruns" / "mlflow.db")
-    rec = RecorderProcess.spawn()
+    rec = spawn(kind, request)
     rec.open(uri, "w", None, "r1", {"nets.config_hash": "abc"})
     rec.log_params({"optimizer.lr": 0.1, "model.hidden": [64]})
     for epoch in range(5):
@@ -32,8 +55,9 @@ def _record(tmp_path, end: str | None = "FINISHED"):
     return uri, run_id
 
 
-def test_everything_sent_is_in_the_store(tmp_path):
-    uri, run_id = _record(tmp_path)
+@pytest.mark.parametrize("kind", KINDS)
+def test_everything_sent_is_in_the_store(tmp_path, request, kind):
+    uri, run_id = _record(tmp_path, request, kind)
     c = MlflowClient(uri)
     run = c.get_run(run_id)
     assert run.info.status == "FINISHED"
@@ -50,8 +74,9 @@ def test_everything_sent_is_in_the_store(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_parent_that_goes_away_leaves_no_running_run(tmp_path):
-    uri, run_id = _record(tmp_path, end=None)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_parent_that_goes_away_leaves_no_running_run(tmp_path, request, kind):
+    uri, run_id = _record(tmp_path, request, kind, end=None)
     c = MlflowClient(uri)
     deadline = time.monotonic() + 60
     while c.get_run(run_id).info.status == "RUNNING" and time.monotonic() < deadline:
@@ -59,10 +84,11 @@ def test_a_parent_that_goes_away_leaves_no_running_run(tmp_path):
     assert c.get_run(run_id).info.status == "KILLED"
 
 
-def test_a_store_that_cannot_be_written_is_one_error(tmp_path):
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_store_that_cannot_be_written_is_one_error(tmp_path, request, kind):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    rec = RecorderProcess.spawn()
+    rec = spawn(kind, request)
     rec.open(sqlite_uri(blocker / "store" / "mlflow.db"), "w", None, "r", {})
     with pytest.raises(WriterError) as e:
         for epoch in range(1000):       # the error arrives while the parent trains
@@ -71,3 +97,18 @@ def test_a_store_that_cannot_be_written_is_one_error(tmp_path):
         rec.end()
     assert "recording to the store failed" in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_a_warm_recorder_works_in_the_callers_directory(tmp_path, request, monkeypatch):
+    """A relative store path means the caller's directory, not the server's (``/``)."""
+    request.getfixturevalue("warm_ready")
+    monkeypatch.chdir(tmp_path)
+    rec = RecorderProcess.spawn(warm=True)
+    assert rec.warm
+    rec.open("sqlite:///relative.db", "w", None, "r", {})
+    rec.log_params({"a": 1})
+    run_id = rec.run_id
+    rec.end()
+    assert (tmp_path / "relative.db").is_file()
+    assert MlflowClient(f"sqlite:///{tmp_path / 'relative.db'}").get_run(run_id).data.params == {
+        "a": "1"}

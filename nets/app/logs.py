@@ -32,3 +32,8 @@ def quiet() -> None:
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     for name in _ERROR_ONLY:
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def debug() -> bool:
+    """Whether ``NETS_LOG_LEVEL=DEBUG`` asks for nets' own debugging lines too."""
+    return os.environ.get(ENV, "").strip().upper() == "DEBUG"

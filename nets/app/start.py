@@ -5,6 +5,9 @@ mlflow (~2-3 s) and matplotlib (~0.7 s) before the first number was written. The
 recorder process (``nets.runs.writer``) takes the last two off the critical path, and
 it only helps if it starts before this process spends its own second on Hydra: so this
 module imports nothing heavy, starts it, and only then imports the app.
+
+When a warm recorder (``nets.runs.warm``) answers, the recorder is forked from it with
+everything imported; when none did, this run leaves one behind for the next.
 """
 
 from __future__ import annotations
@@ -29,11 +32,16 @@ def train() -> None:
 
     logs.quiet()  # before the child starts: it inherits the libraries' log levels
     argv = sys.argv[1:]
+    cold = False
     if not any(a in _NO_RUN or a.startswith("--shell-completion=") for a in argv):
         from nets.runs.writer import RecorderProcess
 
         try:
-            _WRITER.append(RecorderProcess.spawn())
+            _WRITER.append(RecorderProcess.spawn(warm=True))
+            cold = not _WRITER[0].warm
+            if logs.debug():
+                print("nets-train: recorder: " + ("a new process (nothing warm answered)" if cold
+                      else "forked by the warm recorder"), file=sys.stderr)
         except OSError:
             pass  # recorded in process instead, as a sweep's jobs are
     from nets.app.train import cli
@@ -44,3 +52,7 @@ def train() -> None:
         unused = take_writer()
         if unused is not None:  # rejected before a run began: stop its imports now
             unused.kill()
+        elif cold:
+            from nets.runs import warm
+
+            warm.start()

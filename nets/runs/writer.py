@@ -18,6 +18,10 @@ Guarantees kept from the in-process recorder:
   child ends the run KILLED; Ctrl-C goes to the parent only (the child ignores SIGINT
   and ends the run with the status the parent sends).
 
+After a run that had to wait for those imports, ``nets-train`` leaves a warm recorder
+behind (``nets.runs.warm``): the next run's recorder is forked from it, already imported.
+Both speak the same messages; ``RecorderProcess.spawn`` takes the warm one when it answers.
+
 Sweeps do not use it: their workers import mlflow once and keep it warm.
 """
 
@@ -27,6 +31,7 @@ import os
 import pickle
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -46,19 +51,32 @@ class RecorderProcess:
     ``end`` wait for the child's answer.
     """
 
-    def __init__(self, proc: subprocess.Popen):
+    def __init__(self, proc: "subprocess.Popen | _Forked"):
         self._proc = proc
         self._run_id: str | None = None
         self.run_info_name = ""
         self.ended = False
 
     @classmethod
-    def spawn(cls) -> "RecorderProcess":
+    def spawn(cls, warm: bool = False) -> "RecorderProcess":
+        """A recorder forked by the warm server when ``warm`` and one answers, else a
+        new child process (which starts importing at once)."""
+        if warm:
+            from nets.runs import warm as warm_server
+
+            sock = warm_server.connect()
+            if sock is not None:
+                return cls(_Forked(sock))
         env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
         proc = subprocess.Popen([sys.executable, "-m", "nets.runs.writer"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                 start_new_session=False)
         return cls(proc)
+
+    @property
+    def warm(self) -> bool:
+        """Whether a warm server forked this recorder (it had nothing left to import)."""
+        return isinstance(self._proc, _Forked)
 
     # -- messages -----------------------------------------------------------------------
 
@@ -90,8 +108,8 @@ class RecorderProcess:
 
     def _raise_child_error(self):
         code = self._proc.wait()
-        raise WriterError(f"the MLflow writer process exited ({code}) before the run was "
-                          "recorded")
+        how = "ended" if code is None else f"exited ({code})"
+        raise WriterError(f"the MLflow writer process {how} before the run was recorded")
 
     # -- the RunRecorder interface ------------------------------------------------------
 
@@ -173,20 +191,52 @@ class RecorderProcess:
             self._proc.wait()
 
 
+class _Forked:
+    """A recorder forked by the warm server, seen through the part of ``Popen``'s
+    interface ``RecorderProcess`` uses. It is not our child: it is done when it closes
+    its end of the socket."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+        self.stdin = sock.makefile("wb")
+        self.stdout = sock.makefile("rb")
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)     # EOF: it ends a run still open
+            self._sock.settimeout(timeout)
+            while self._sock.recv(65536):
+                pass
+        except TimeoutError:
+            raise subprocess.TimeoutExpired("warm recorder", timeout) from None
+        except OSError:
+            pass
+        self._sock.close()
+
+    def kill(self) -> None:
+        self._sock.close()
+
+
 # -- the child --------------------------------------------------------------------------
 
-def _import_plotting() -> None:
+def import_plotting() -> None:
     """matplotlib for ``curves.png``, imported while the parent still trains."""
     from nets.report import plots  # noqa: F401 - the import is the work
     from matplotlib.backends import backend_agg  # noqa: F401
 
 
 def _child() -> int:
-    """Read messages from stdin until ``end`` or EOF; answer on stdout."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides how the run ends
+    """A child process: read messages from stdin, answer on stdout."""
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr                         # stray prints must not corrupt answers
-    inp = sys.stdin.buffer
+    return serve(sys.stdin.buffer, out)
+
+
+def serve(inp, out) -> int:
+    """Read messages from ``inp`` until ``end`` or EOF; answer on ``out``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides how the run ends
+    sys.stdout = sys.stderr
 
     def answer(kind: str, value: Any) -> None:
         pickle.dump((kind, value), out, protocol=pickle.HIGHEST_PROTOCOL)
@@ -197,7 +247,7 @@ def _child() -> int:
     from nets.store import write as store_write
 
     rec = None
-    idle = [_import_plotting]  # work for the moments the parent has nothing to send
+    idle = [import_plotting]  # work for the moments the parent has nothing to send
     while True:
         while idle and not select.select([inp], [], [], 0)[0]:
             idle.pop(0)()
