@@ -310,7 +310,7 @@ def run_job(spec: JobSpec, stream=None, data=None, recorder=None) -> JobStatus:
         rec = store_write.RunRecorder(spec.uri, spec.experiment_id, "", run_id=spec.run_id)
         rec.set_tags({"nets.config_hash": config_hash(cfg), "nets.dataset": run.data.name,
                       "nets.task": run.data.task, **store_client.versions(), **git_state(),
-                      **blas_state(), **spec.tags})
+                      **blas_state(), **spec.tags}, defer=True)  # with the first metrics
     elif tr.enabled and recorder is not None:
         rec = recorder
         rec.open(spec.uri, tr.experiment, spec.experiment_id, tr.run_name or run_name(core),
@@ -353,7 +353,8 @@ def run_job(spec: JobSpec, stream=None, data=None, recorder=None) -> JobStatus:
             rec.log_summary(summ)
             rec.set_tags({"nets.outcome": res.outcome, "nets.reason": res.reason,
                           "nets.diverged": str(res.outcome == "diverged").lower(),
-                          "nets.diagnosis": verdict, "mlflow.note.content": note})
+                          "nets.diagnosis": verdict, "mlflow.note.content": note},
+                         defer=True)   # flushed with the summary, below
             # The tag is cut at 8000 characters; the artifact keeps the whole text.
             rec.log_text(note, "diagnosis.md")
             _log_artifacts(rec, run, res, tr, in_sweep=attached)

@@ -141,8 +141,8 @@ class RecorderProcess:
     def log_params(self, params: Mapping[str, Any]) -> None:
         self._send("log_params", dict(params))
 
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self._send("set_tags", dict(tags))
+    def set_tags(self, tags: Mapping[str, Any], defer: bool = False) -> None:
+        self._send("set_tags", dict(tags), defer)
 
     def log_text(self, text: str, path: str) -> None:
         self._send("log_text", text, path)

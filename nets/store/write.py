@@ -48,19 +48,28 @@ class RunRecorder:
         self.client = MlflowClient(uri)
         self.flush_seconds = flush_seconds
         self._buffer: list[Metric] = []
+        self._tags: dict[str, str] = {}       # deferred to the next flush (``set_tags``)
         self._last_flush = time.monotonic()
         self.dropped: list[tuple[str, int]] = []
         self.ended = False
+        self._run = None
         if run_id is not None:
-            self.run = retry(self.client.get_run, run_id)
-            self.run_id = run_id
+            self.run_id = run_id              # the run itself is read only if asked for
             return
         all_tags = {k: str(v) for k, v in dict(tags).items()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
-        self.run = retry(self.client.create_run, experiment_id, run_name=run_name,
+        self._run = retry(self.client.create_run, experiment_id, run_name=run_name,
                           tags=all_tags)
-        self.run_id = self.run.info.run_id
+        self.run_id = self._run.info.run_id
+
+    @property
+    def run(self):
+        """The run as MLflow returned it when created (read from the store when this
+        recorder writes into an existing run)."""
+        if self._run is None:
+            self._run = retry(self.client.get_run, self.run_id)
+        return self._run
 
     # metrics ------------------------------------------------------------------------
 
@@ -82,16 +91,19 @@ class RunRecorder:
             self.flush()
 
     def flush(self) -> None:
-        """Write every buffered point (the client splits batches over 1000 points)."""
-        if self._buffer:
+        """Write every buffered point and deferred tag in one batch (one transaction;
+        the client splits batches over 1000 points)."""
+        if self._buffer or self._tags:
             batch, self._buffer = self._buffer, []
-            retry(self.client.log_batch, self.run_id, metrics=batch)
+            tags, self._tags = [RunTag(k, v) for k, v in self._tags.items()], {}
+            retry(self.client.log_batch, self.run_id, metrics=batch, tags=tags)
         self._last_flush = time.monotonic()
 
     def log_summary(self, metrics: Mapping[str, Any]) -> None:
-        """Single-value metrics (``best/…``, ``final/…``: logged ``best_…``) at step 0, now."""
+        """Single-value metrics (``best/…``, ``final/…``: logged ``best_…``) at step 0,
+        written with the next flush (``end`` flushes): each separate batch of metrics
+        is a transaction that also rewrites the run's latest values."""
         self.log_metrics(metrics, 0)
-        self.flush()
 
     # params and tags ------------------------------------------------------------------
 
@@ -109,10 +121,15 @@ class RunRecorder:
             items.append(Param(clean_key(k), s))
         retry(self.client.log_batch, self.run_id, params=items)
 
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        items = [RunTag(clean_key(k), str(v)[:8000]) for k, v in tags.items()]
-        if items:
-            retry(self.client.log_batch, self.run_id, tags=items)
+    def set_tags(self, tags: Mapping[str, Any], defer: bool = False) -> None:
+        """Set ``tags`` now, or with the next flush when ``defer`` (a job's tags go in
+        the batch with its metrics; the caller flushes or ends the run soon after)."""
+        items = {clean_key(k): str(v)[:8000] for k, v in tags.items()}
+        if defer:
+            self._tags.update(items)
+        elif items:
+            retry(self.client.log_batch, self.run_id,
+                  tags=[RunTag(k, v) for k, v in items.items()])
 
     # artifacts ----------------------------------------------------------------------
 
@@ -131,11 +148,11 @@ class RunRecorder:
         """Terminate the run once with ``FINISHED``, ``FAILED`` or ``KILLED``."""
         if self.ended:
             return
-        self.flush()
         if self.dropped:
             first = self.dropped[0]
             self.set_tags({"nets.nonfinite_metrics": len(self.dropped),
-                           "nets.first_nonfinite": f"{first[0]}@{first[1]}"})
+                           "nets.first_nonfinite": f"{first[0]}@{first[1]}"}, defer=True)
+        self.flush()
         retry(self.client.set_terminated, self.run_id, status)
         self.ended = True
 
