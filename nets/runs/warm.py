@@ -170,9 +170,8 @@ def stop_all(directory: Path | None = None) -> int:
 def _import_everything() -> None:
     """What a recorder would import: the point of keeping this process."""
     from nets.runs import writer
-    from nets.store import client, write  # noqa: F401
+    from nets.store import client, sqlstore, write  # noqa: F401
 
-    client.import_sql_store()
     writer.import_plotting()
 
 

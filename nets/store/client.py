@@ -36,12 +36,6 @@ DEFAULT_EXPERIMENT = "nets"
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
-def import_sql_store() -> None:
-    """MLflow's SQLAlchemy store: 1.4 s of imports (its mappers, alembic) that the first
-    store opened would pay; a process kept warm pays them in advance."""
-    from mlflow.store.tracking import sqlalchemy_store  # noqa: F401 - the import is the work
-
-
 def open_client(uri: str) -> MlflowClient:
     """An explicit client for ``uri`` (no fluent global state)."""
     return MlflowClient(uri)
