@@ -112,3 +112,15 @@ def test_a_warm_recorder_works_in_the_callers_directory(tmp_path, request, monke
     assert (tmp_path / "relative.db").is_file()
     assert MlflowClient(f"sqlite:///{tmp_path / 'relative.db'}").get_run(run_id).data.params == {
         "a": "1"}
+
+
+def test_no_warm_recorder_in_a_directory_others_can_enter(tmp_path, monkeypatch):
+    """Someone else's socket must never receive our environment: a directory that is
+    not ours alone is neither used nor started in."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    monkeypatch.setenv(warm_server.DIR_ENV, str(shared))
+    warm_server.start()
+    assert list(shared.iterdir()) == []
+    assert warm_server.connect() is None

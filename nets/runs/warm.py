@@ -89,10 +89,13 @@ def socket_path() -> Path:
     return _base_dir() / f"r-{h.hexdigest()[:12]}.sock"
 
 
-def _private_dir(path: Path) -> bool:
-    """Create ``path`` for this user only; refuse one that anyone else could enter."""
+def _private(path: Path, create: bool = False) -> bool:
+    """Whether ``path`` is a directory of this user that nobody else can enter (created
+    so when ``create``). A socket in any other directory could be someone else's: a
+    recorder is sent the caller's environment (tokens included) and standard error."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if create:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = path.stat()
     except OSError:
         return False
@@ -111,7 +114,7 @@ def connect() -> socket.socket | None:
     if idle_seconds() <= 0:
         return None
     path = socket_path()
-    if not path.parent.is_dir():
+    if not _private(path.parent):
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -135,14 +138,17 @@ def start() -> None:
     if idle <= 0:
         return
     path = socket_path()
-    if not _private_dir(path.parent) or _answers(path):
+    if not _private(path.parent, create=True) or _answers(path):
         return
+    # It runs in "/" (it must not hold the caller's directory), so it finds nets where
+    # this process found it, installed or not.
+    here = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+           "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
     with contextlib.suppress(OSError):
         subprocess.Popen([sys.executable, "-m", "nets.runs.warm", str(path), str(idle)],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, cwd="/", start_new_session=True,
-                         env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true",
-                              "DO_NOT_TRACK": "true"})
+                         stderr=subprocess.DEVNULL, cwd="/", start_new_session=True, env=env)
 
 
 def _answers(path: Path) -> bool:
