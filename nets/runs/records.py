@@ -133,16 +133,21 @@ def record_failure(rec, status: str, line: str, tb: str) -> None:
     rec.log_text(tb, "error.txt")
 
 
-def close_job_run(rec, spec: RunSpec, status: str) -> tuple[str | None, dict]:
+def close_job_run(rec, spec: RunSpec, status: str, known: tuple | None = None
+                  ) -> tuple[str | None, dict]:
     """Diagnose a FINISHED job from its logged curves (unless the task already did), end
-    the run with ``status``; ``(diagnosis, a few summary metrics)``."""
+    the run with ``status``; ``(diagnosis, a few summary metrics)``. ``known``: the
+    ``(diagnosis, metrics)`` nets' own job returned (no need to read them back)."""
     from nets.store import active
     from nets.store.tags import nets_metrics
 
     active.deactivate()
     diagnosis, summary = None, {}
     try:
-        if status == "FINISHED":
+        if status == "FINISHED" and known is not None and known[0] is not None:
+            diagnosis = known[0]
+            summary = {k: v for k, v in known[1].items() if k.startswith(("best/", "final/"))}
+        elif status == "FINISHED":
             rec.flush()
             run = retry(rec.client.get_run, rec.run_id)
             diagnosis = run.data.tags.get("nets.diagnosis")

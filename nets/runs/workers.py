@@ -216,6 +216,16 @@ def _picklable(value: Any) -> Any:
     return value if picklable(value) else f"(not picklable) {value!r}"[:2000]
 
 
+def _own_job_summary(value: Any) -> tuple | None:
+    """``(diagnosis, metrics)`` when the task was nets' own job (its ``JobStatus``, or
+    Hydra's ``JobReturn`` holding it)."""
+    job = sys.modules.get("nets.runs.job")
+    value = getattr(value, "_return_value", value)   # never the getter: it may raise
+    if job is not None and isinstance(value, job.JobStatus):
+        return value.diagnosis, dict(value.metrics or {})
+    return None
+
+
 def execute(task: Task) -> JobResult:
     """Run one job in a worker and return its result, whatever happens in it."""
     global _IN_JOB, _LOG
@@ -241,7 +251,8 @@ def execute(task: Task) -> JobResult:
     diagnosis, metrics = None, {}
     if rec is not None:
         try:
-            diagnosis, metrics = records.close_job_run(rec, task.record, status)
+            diagnosis, metrics = records.close_job_run(rec, task.record, status,
+                                                       _own_job_summary(value))
         except Exception as e:  # noqa: BLE001 - the janitor will end the run
             log.write(f"== could not end the run: {one_line(e)}\n")
     log.write(f"== {status}" + (f": {guard.error}" if guard.error else "") + "\n")
