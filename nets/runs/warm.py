@@ -200,7 +200,7 @@ def _recorder(conn: socket.socket) -> int:
     tempfile.tempdir = None                # chosen again from the caller's TMPDIR
     # mlflow read its level when the server imported it; the caller's may differ.
     level = os.environ.get("MLFLOW_LOGGING_LEVEL", "").strip().upper()
-    if level in logging.getLevelNamesMapping():
+    if isinstance(logging.getLevelName(level), int):
         logging.getLogger("mlflow").setLevel(level)
     out.write(b"R")
     out.flush()

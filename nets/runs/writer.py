@@ -229,14 +229,13 @@ def import_plotting() -> None:
 def _child() -> int:
     """A child process: read messages from stdin, answer on stdout."""
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    sys.stdout = sys.stderr                         # stray prints must not corrupt answers
     return serve(sys.stdin.buffer, out)
 
 
 def serve(inp, out) -> int:
     """Read messages from ``inp`` until ``end`` or EOF; answer on ``out``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides how the run ends
-    sys.stdout = sys.stderr
+    sys.stdout = sys.stderr                         # stray prints must not corrupt answers
 
     def answer(kind: str, value: Any) -> None:
         pickle.dump((kind, value), out, protocol=pickle.HIGHEST_PROTOCOL)
