@@ -4,6 +4,7 @@ and concurrent writers on one SQLite store."""
 from __future__ import annotations
 
 import math
+import re
 import multiprocessing as mp
 import sqlite3
 from pathlib import Path
@@ -188,6 +189,24 @@ def test_read_finished_by_tag_sql_and_search_agree(tmp_path, monkeypatch):
     assert read.finished_by_tag(uri, exp, "nets.config_hash") == want
     monkeypatch.setattr(read, "sqlite_path", lambda uri: None)   # the search path
     assert read.finished_by_tag(uri, exp, "nets.config_hash") == want
+
+
+@pytest.mark.parametrize("edge,end,ascending,n", [
+    (100, 10_000, True, 8), (10_000, 100, False, 8), (5, 7, True, 8), (7, 5, False, 8),
+    (42, 42, True, 4), (0, 999, True, 1)])
+def test_search_ranges_cover_the_rest_once_in_order(edge, end, ascending, n):
+    """The start-time ranges a split search reads: every millisecond from the first
+    page's edge to the other end in exactly one range, in the search's order."""
+    from nets.store.search import _ranges
+
+    spans = [tuple(int(x) for x in re.findall(r"\d+", f)) for f in _ranges(edge, end,
+                                                                         ascending, n)]
+    assert 1 <= len(spans) <= n
+    covered = [t for a, b in spans for t in range(a, b + 1)]
+    lo, hi = min(edge, end), max(edge, end)
+    assert sorted(covered) == list(range(lo, hi + 1))
+    firsts = [a for a, _ in spans]
+    assert firsts == sorted(firsts, reverse=not ascending)
 
 
 def test_artifact_root_next_to_db(tmp_path):

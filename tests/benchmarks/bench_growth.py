@@ -245,7 +245,7 @@ def measure(uri: str, server: str | None, exp: str, parent: str, real: str, n: i
 
 
 def run_store(kind: str, sizes: list[int], work: Path, threads: int, procs: int,
-              workers: int) -> dict:
+              workers: int, keep: bool = False) -> dict:
     from nets.store import client as store_client, read
 
     services = Services(work / "services")
@@ -262,7 +262,7 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int, procs: int,
             # client's own work with the other's commit)
             write_uri, write_threads, write_procs = uri, threads, 1
         else:
-            backend = services.postgres()
+            backend = services.postgres(work / "pg" if keep else None)
             uri = server = services.mlflow_server(backend, work / "artifacts", workers=workers)
             services.wait_healthy(server)
             exp = store_client.prepare_store(uri, "nets")
@@ -272,7 +272,7 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int, procs: int,
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(write_uri)
-        ids = work / "ids.json"          # a kept SQLite store (--workdir) is filled further
+        ids = work / "ids.json"          # a kept store (--workdir) is filled further
         if ids.is_file():
             parent, real = json.loads(ids.read_text())
             for r in read.children(client, [exp], parent):
@@ -361,7 +361,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="100,1000,10000")
     p.add_argument("--stores", default="sqlite,postgres")
-    p.add_argument("--workdir", help="keep the stores here (default: a temporary directory)")
+    p.add_argument("--workdir", help="keep the stores here, and measure (and fill further) "
+                   "the stores a previous run kept there (default: a temporary directory; "
+                   "as root, PostgreSQL's data there must be reachable by user nobody)")
     p.add_argument("--threads", type=int, default=4, help="writers per filling process")
     p.add_argument("--procs", type=int, default=2,
                    help="processes filling the PostgreSQL store (SQLite: one writer)")
@@ -377,10 +379,11 @@ def main() -> None:
             print("postgres: skipped (no PostgreSQL binaries: apt-get install postgresql)")
             continue
         d = work / kind
-        if kind != "sqlite" or not a.workdir:
+        if not a.workdir:
             shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True, exist_ok=True)
-        results[kind] = run_store(kind, sizes, d, a.threads, a.procs, a.workers)
+        results[kind] = run_store(kind, sizes, d, a.threads, a.procs, a.workers,
+                                  keep=bool(a.workdir))
         (work / f"results-{kind}.json").write_text(json.dumps(results[kind]))
     print("\nwall seconds per command (whole commands in a fresh interpreter, except the "
           "resume check and the UI request); '... CPU': CPU seconds of the command's own "
