@@ -191,6 +191,53 @@ def test_read_finished_by_tag_sql_and_search_agree(tmp_path, monkeypatch):
     assert read.finished_by_tag(uri, exp, "nets.config_hash") == want
 
 
+def test_read_children_sql_equal_mlflow_search(tmp_path, monkeypatch):
+    """A SQLite store's children read with SQL: the runs, fields and order of MLflow's
+    search (ties of start time, a NaN metric, a deleted child, another parent's child,
+    a second experiment, a run with nothing logged)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    from nets.store import read, sqlruns
+
+    uri = "sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db")
+    exp = prepare_store(uri)
+    client = store_client.MlflowClient(uri)
+    other_exp = client.create_experiment("other")
+    parent = client.create_run(exp).info.run_id
+    stranger = client.create_run(exp).info.run_id
+    for i, t in enumerate((5000, 5000, 5000, 7000, 1000, 9000, 7000)):
+        run = client.create_run(other_exp if i == 3 else exp, start_time=t, run_name=f"r{i}",
+                                tags={"mlflow.parentRunId": stranger if i == 6 else parent})
+        rid = run.info.run_id
+        if i != 4:
+            client.log_batch(rid, metrics=[Metric("val/loss", math.nan if i == 1 else 0.5 + i,
+                                                  1, 0), Metric("best/epoch", i, 1, 0)],
+                             params=[Param("lr", str(0.1 * i)), Param("seed", str(i))],
+                             tags=[RunTag("nets.config_hash", f"h{i}")])
+        if i == 2:
+            client.delete_run(rid)
+        elif i != 5:
+            client.set_terminated(rid, "FAILED" if i == 0 else "FINISHED")
+    ids = [exp, other_exp]
+
+    def flat(pages):
+        return [(r.info.run_id, r.info.run_name, r.info.status, r.info.start_time,
+                 r.info.end_time, r.info.experiment_id, r.info.lifecycle_stage,
+                 r.info.artifact_uri, r.data.params, r.data.tags,
+                 {k: "nan" if math.isnan(v) else v for k, v in r.data.metrics.items()})
+                for p in pages for r in p]
+
+    by_sql = flat(read.child_pages(client, uri, ids, parent, page=2))
+    assert not hasattr(next(iter(read.child_pages(client, uri, ids, parent)))[0], "inputs")
+
+    def refuse(db):
+        raise sqlite3.DatabaseError("not asked")
+
+    monkeypatch.setattr(sqlruns, "connect", refuse)
+    by_mlflow = flat(read.child_pages(client, uri, ids, parent, page=2))
+    assert len(by_sql) == 5 and by_sql == by_mlflow
+
+
 @pytest.mark.parametrize("edge,end,ascending,n", [
     (100, 10_000, True, 8), (10_000, 100, False, 8), (5, 7, True, 8), (7, 5, False, 8),
     (42, 42, True, 4), (0, 999, True, 1)])

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from nets.store import client as store_client
-from nets.store import search
+from nets.store import search, sqlruns
 from nets.store.uri import sqlite_path
 
 MlflowException = store_client.MlflowException
@@ -137,13 +137,31 @@ def _rest_pages(uri: str, experiment_ids: Sequence[str], filter_string: str, pag
 def child_pages(uri_or_client, uri: str, experiment_ids: Sequence[str], parent_run_id: str,
                 page: int | None = None):
     """The children of ``parent_run_id`` (as ``children``), one list per request of
-    ``page`` runs. Over an ``mlflow server`` they are plain runs (``_plain_run``: info
-    and data, no inputs or outputs) read from the REST API's JSON; elsewhere MLflow's
-    ``Run`` entities."""
+    ``page`` runs. Over an ``mlflow server`` they are plain runs (info and data, no
+    inputs or outputs) read from the REST API's JSON (``nets.store.search``); on a
+    local SQLite file plain runs read with read-only SQL (``nets.store.sqlruns``);
+    elsewhere MLflow's ``Run`` entities."""
     flt, page = f"tags.`mlflow.parentRunId` = '{parent_run_id}'", page or STREAM_PAGE
     if uri.startswith(("http://", "https://")):
         return _rest_pages(uri, experiment_ids, flt, page)
+    db = sqlite_path(uri)
+    if db is not None:
+        try:
+            con = sqlruns.connect(db)
+        except (sqlite3.Error, ValueError):
+            pass           # not MLflow's schema (or unreadable): MLflow's search below
+        else:
+            return _closing(con, sqlruns.child_pages(con, experiment_ids, parent_run_id, page))
     return pages(iter_runs(uri_or_client, experiment_ids, flt, page=page), page)
+
+
+def _closing(con, gen):
+    try:
+        yield from gen
+    except sqlite3.Error as e:
+        raise StoreError(f"{first_line(e)}") from None
+    finally:
+        con.close()
 
 
 def runs_by_id(uri_or_client, experiment_ids: Sequence[str], run_ids: Iterable[str]) -> list:

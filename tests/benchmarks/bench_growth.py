@@ -22,6 +22,10 @@ the database, read through the server). At each size it times:
 - the first page of the MLflow UI's runs table: the ``POST /ajax-api/2.0/mlflow/runs/search``
   the UI sends (100 runs, newest first), against an ``mlflow server`` on the store.
 
+Over the server it also takes the CPU seconds the server (its workers and PostgreSQL's
+backends) spent on the report and on the resume check: on one machine the command and
+the server share the cores, and most of a read over a server is the server's work.
+
 It prints seconds per command per size, the growth factor per 10× (≈10 = linear), and
 the goals: report <= 10 s at 1,000 runs over a server and <= 30 s at 10,000; resume
 check <= 5 s at 1,000 points; report memory <= 1 GB at 10,000 runs.
@@ -192,6 +196,32 @@ def real_run(uri: str, exp: str) -> str:
 
 # -- the measurements ---------------------------------------------------------------------
 
+def tree_cpu(pids: list[int]) -> float | None:
+    """CPU seconds (user + system) so far of the processes ``pids`` and all their
+    descendants (the mlflow server's workers, PostgreSQL's backends); ``None`` without
+    ``/proc``. What the server spent on a command, next to the command's own CPU."""
+    procs = Path("/proc")
+    if not procs.is_dir():
+        return None
+    stats = {}
+    for d in procs.iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(d.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, list(pids)
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0))[1]
+        todo.extend(children.get(pid, []))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def ui_first_page(server: str, exp: str) -> float:
     """Seconds of the runs table's first request (the faster of two: the first request
     after a server start also pays for the server's lazy set-up)."""
@@ -220,19 +250,27 @@ def resume_check(uri: str, exp: str, finished) -> float:
 
 
 def measure(uri: str, server: str | None, exp: str, parent: str, real: str, n: int,
-            work: Path) -> dict:
+            work: Path, server_pids: list[int] | None = None) -> dict:
+    """``server_pids``: the processes that answer ``uri`` (a server and its database),
+    whose CPU is measured with the report's and the resume check's."""
     out = {}
+    s0 = tree_cpu(server_pids) if server_pids else None
     dt, cpu, rss, rc, text = timed([*script("nets-report"), parent, "--uri", uri, "--out",
                                     str(work / f"report-{n}")], work)
     assert rc == 0, text[-2000:]
     assert f"{n} runs" in text, text[:2000]
     out["report"], out["report CPU"], out["report MB"] = dt, cpu, rss
+    if s0 is not None:
+        out["report server CPU"] = tree_cpu(server_pids) - s0
     print("    nets-report: " + next((ln.strip() for ln in text.splitlines()
                                      if ln.startswith("wrote ")), ""), flush=True)
     if n >= SWEEP_POINTS:
         from nets.runs import records
 
+        s0 = tree_cpu(server_pids) if server_pids else None
         out["resume check"] = resume_check(uri, exp, records.finished_by_hash)
+        if s0 is not None:
+            out["resume server CPU"] = tree_cpu(server_pids) - s0
     dt, cpu, _, rc, text = timed([*script("nets-cleanup"), "--uri", uri, "--dry-run"], work)
     assert rc == 0 and "would change 0 runs" in text, text[-2000:]
     out["cleanup --dry-run"], out["cleanup CPU"] = dt, cpu
@@ -297,7 +335,8 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int, procs: int,
             if kind == "sqlite":
                 services.wait_healthy(server)
             load = os.getloadavg()[0]
-            results[n] = measure(uri, server, exp, parent, real, n, work)
+            results[n] = measure(uri, server, exp, parent, real, n, work,
+                                 [p.pid for p in services.procs] if kind != "sqlite" else None)
             results[n]["load"] = (load + os.getloadavg()[0]) / 2
             print(f"  {kind} {n}: " + json.dumps({k: round(v, 2) for k, v in results[n].items()}),
                   flush=True)
@@ -322,7 +361,8 @@ def verdict(value: float, goal: float) -> str:
 def table(results: dict, sizes: list[int]) -> str:
     lines = []
     for kind, res in results.items():
-        keys = [k for k in ("report", "report CPU", "resume check", "cleanup --dry-run",
+        keys = [k for k in ("report", "report CPU", "report server CPU", "resume check",
+                            "resume server CPU", "cleanup --dry-run",
                             "cleanup CPU", "reproduce", "reproduce CPU", "UI first page")
                 if any(k in r for r in res.values())]
         growth_head = " ".join(f"{a // 1000 or a}{'k' if a >= 1000 else ''}->"
@@ -387,7 +427,8 @@ def main() -> None:
         (work / f"results-{kind}.json").write_text(json.dumps(results[kind]))
     print("\nwall seconds per command (whole commands in a fresh interpreter, except the "
           "resume check and the UI request); '... CPU': CPU seconds of the command's own "
-          f"process (not the server's); {EPOCHS} epochs per run; 'per 10x': how much longer "
+          "process (not the server's); '... server CPU': CPU seconds of the mlflow server's "
+          f"processes and PostgreSQL's meanwhile; {EPOCHS} epochs per run; 'per 10x': how much longer "
           "per 10 times more runs (10.0x = linear, more = faster than linear); mlflow server "
           f"with {a.workers} worker(s)\n")
     print(table(results, sizes))
