@@ -23,6 +23,7 @@ from nets.store.uri import safe_uri
 SEARCH_PAGE = 50_000          # MLflow's own maximum for one search_runs page
 REST_SEARCH = "/api/2.0/mlflow/runs/search"
 START_ASC, START_DESC = "attributes.start_time ASC", "attributes.start_time DESC"
+SPLIT = THREADS               # start-time ranges of a long search asked at once
 
 
 class SearchError(Exception):
@@ -116,7 +117,7 @@ def _ranges(edge: int, end: int, ascending: bool, n: int) -> list[str]:
 
 
 def rest_pages(uri: str, experiment_ids: Sequence[str], filter_string: str, page: int,
-               order_by: Sequence[str] | None = None, split: int = THREADS):
+               order_by: Sequence[str] | None = None, split: int | None = None):
     """``runs/search`` of an ``mlflow server`` as lists of plain runs (``_plain_run``),
     in the server's order: the same runs as MLflow's ``search_runs`` with the same
     filter and order (default: newest first).
@@ -128,6 +129,7 @@ def rest_pages(uri: str, experiment_ids: Sequence[str], filter_string: str, page
     ranges at once, each page by page; a range's pages are handed on once that range
     and every range before it are read. Any other order is read page after page.
     """
+    split = SPLIT if split is None else split
     with _session(uri) as session:
         search = _Search(uri, session, experiment_ids, filter_string, page, order_by)
         first = search.request()
