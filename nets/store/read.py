@@ -5,7 +5,10 @@ The one home of every read the read-back commands (``nets-report``, ``nets-repro
 (``Run``: ``.info``, ``.data``) and plain numpy curves; every MLflow error surfaces as
 :class:`StoreError` with one line, so no caller needs to import mlflow.
 
-Metric histories of many runs at once are ``nets.store.curves``.
+Metric histories of many runs at once are ``nets.store.curves``. A sweep's children
+(``child_pages``) come as plain runs with the same fields: over a server from the REST
+API's JSON (``nets.store.search``: the rest of a long search in start-time ranges at
+once), on a local SQLite file from read-only SQL (``nets.store.sqlruns``).
 
 ``finished_by_tag`` (the ``--resume`` skip check) likewise reads a SQLite file with one
 read-only query and searches elsewhere. Measured growth with each path:
