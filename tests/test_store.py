@@ -145,6 +145,7 @@ def test_curves_fetched_in_pages_equal_per_run_histories(tmp_path, monkeypatch):
                 want.setdefault(r, {})[k] = (sorted(last), [last[s] for s in sorted(last)])
     assert want[ids[0]]["trainloss"] == ([0, 1, 2, 3], [0.0, 0.1, 99.0, 0.3])
     monkeypatch.setattr(store_curves, "REST_CHUNK", 2)
+    monkeypatch.setattr(store_curves, "SQL_CHUNK", 2)        # several queries
     calls = []
     real = client.get_metric_history
     monkeypatch.setattr(client, "get_metric_history",
