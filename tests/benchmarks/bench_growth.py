@@ -68,22 +68,37 @@ def script(name: str) -> list[str]:
     text = (HERE.parents[1] / "pyproject.toml").read_text()
     module, func = dict(re.findall(r'^(nets-[a-z-]+) = "([\w.:]+)"$', text, flags=re.M))[name] \
         .split(":")
-    return [sys.executable, "-c", f"import sys; sys.argv[0] = {name!r}; "
+    return [sys.executable, "-c", f"import sys; sys.argv[0] = {name!r}; {HWM_AT_EXIT}"
             f"from {module} import {func}; sys.exit({func}())"]
+
+
+# The command's own peak memory: /proc/self/status's VmHWM at exit, written where
+# NETS_BENCH_HWM says. wait4's ru_maxrss is not it: Linux carries the high-water mark of
+# the memory the child had before exec (this benchmark's own: up to 976 MB after a fill)
+# into the child's figure.
+HWM_AT_EXIT = ("import atexit, os; atexit.register(lambda p=os.environ.get('NETS_BENCH_HWM'): "
+               "p and open(p, 'w').write(next((ln for ln in open('/proc/self/status') "
+               "if ln.startswith('VmHWM')), ''))); ")
 
 
 def timed(argv: list[str], cwd: Path) -> tuple[float, float, float, int, str]:
     """(wall seconds, CPU seconds, peak RSS in MB, exit code, output) of one command in a
     fresh process. CPU seconds (user + system of the command, not of the server) are
     what a busy shared machine distorts least."""
+    hwm = Path(tempfile.mkdtemp(prefix="nets-hwm-")) / "hwm"
     t = time.perf_counter()
-    p = subprocess.Popen(argv, cwd=cwd, env=clean_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(argv, cwd=cwd, env=clean_env(NETS_BENCH_HWM=str(hwm)),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
-    return (time.perf_counter() - t, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-            p.returncode, out)
+    dt = time.perf_counter() - t
+    try:
+        rss = int(hwm.read_text().split()[1]) / 1024          # "VmHWM:  123456 kB"
+    except (OSError, IndexError, ValueError):
+        rss = usage.ru_maxrss / 1024
+    shutil.rmtree(hwm.parent, ignore_errors=True)
+    return dt, usage.ru_utime + usage.ru_stime, rss, p.returncode, out
 
 
 # -- filling a store ----------------------------------------------------------------------
