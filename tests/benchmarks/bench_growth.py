@@ -22,7 +22,8 @@ the database, read through the server). At each size it times:
 - the first page of the MLflow UI's runs table: the ``POST /ajax-api/2.0/mlflow/runs/search``
   the UI sends (100 runs, newest first), against an ``mlflow server`` on the store.
 
-Over the server it also takes the CPU seconds the server (its workers and PostgreSQL's
+Over the server, which is sent a few requests of each kind first (a long-running
+server has set up its workers long before), it also takes the CPU seconds the server (its workers and PostgreSQL's
 backends) spent on the report and on the resume check: on one machine the command and
 the server share the cores, and most of a read over a server is the server's work.
 
@@ -237,6 +238,27 @@ def tree_cpu(pids: list[int]) -> float | None:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def warm(server: str, exp: str, parent: str) -> None:
+    """Send every kind of request the commands send, 8 at a time, before measuring: a
+    server's worker sets up its store on its first request (7-12 s of CPU over MLflow's
+    4 workers; a lab's long-running server has paid it long before)."""
+    import requests
+
+    def one(_):
+        base = f"{server}/api/2.0/mlflow"
+        r = requests.post(f"{base}/runs/search", timeout=300, json={
+            "experiment_ids": [exp], "filter": f"tags.`mlflow.parentRunId` = '{parent}'",
+            "max_results": 1})
+        run = r.json()["runs"][0]["info"]["run_id"]
+        requests.get(f"{server}/ajax-api/2.0/mlflow/metrics/get-history-bulk", timeout=300,
+                     params=[("run_id", run), ("metric_key", "val/loss")])
+        requests.get(f"{base}/runs/get", params={"run_id": parent}, timeout=300)
+
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(2):
+            list(pool.map(one, range(8)))
+
+
 def ui_first_page(server: str, exp: str) -> float:
     """Seconds of the runs table's first request (the faster of two: the first request
     after a server start also pays for the server's lazy set-up)."""
@@ -269,6 +291,8 @@ def measure(uri: str, server: str | None, exp: str, parent: str, real: str, n: i
     """``server_pids``: the processes that answer ``uri`` (a server and its database),
     whose CPU is measured with the report's and the resume check's."""
     out = {}
+    if server_pids:
+        warm(uri, exp, parent)
     s0 = tree_cpu(server_pids) if server_pids else None
     dt, cpu, rss, rc, text = timed([*script("nets-report"), parent, "--uri", uri, "--out",
                                     str(work / f"report-{n}")], work)
