@@ -120,9 +120,14 @@ class Services:
 
     # -- the services ----------------------------------------------------------------------
 
-    def postgres(self) -> str:
+    def postgres(self, keep: Path | None = None) -> str:
         """A throw-away PostgreSQL on 127.0.0.1 with database ``mlflow``; its
-        ``postgresql+psycopg://`` URI. ``RuntimeError`` (with the reason) if it cannot."""
+        ``postgresql+psycopg://`` URI. ``RuntimeError`` (with the reason) if it cannot.
+
+        ``keep``: a directory that holds the data and outlives the service (a benchmark
+        store filled once, measured many times); a database already there is reused.
+        As root it must be reachable by user ``nobody`` (e.g. under ``/tmp``).
+        """
         bindir = postgres_bin()
         if bindir is None:
             raise RuntimeError("no PostgreSQL server binaries (apt-get install postgresql, "
@@ -131,16 +136,22 @@ class Services:
         run_as = ["runuser", "-u", "nobody", "--"] if as_root else []
         if as_root and shutil.which("runuser") is None:
             raise RuntimeError("running as root and no runuser to start PostgreSQL as nobody")
-        home = Path(tempfile.mkdtemp(prefix="nets-pg-"))
-        self.cleanups.append(lambda: shutil.rmtree(home, ignore_errors=True))
+        if keep is None:
+            home = Path(tempfile.mkdtemp(prefix="nets-pg-"))
+            self.cleanups.append(lambda: shutil.rmtree(home, ignore_errors=True))
+        else:
+            home = Path(keep).resolve()
+            home.mkdir(parents=True, exist_ok=True)
         if as_root:
             os.chown(home, *_nobody())
-        init = subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(home / "data"),
-                               "-U", PG_USER, "--auth=trust", "-E", "UTF8", "--no-sync",
-                               "--no-instructions"], capture_output=True, text=True,
-                              timeout=120)
-        if init.returncode != 0:
-            raise RuntimeError(f"initdb failed: {(init.stderr or init.stdout).strip()[-500:]}")
+        if not (home / "data" / "PG_VERSION").is_file():
+            init = subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(home / "data"),
+                                   "-U", PG_USER, "--auth=trust", "-E", "UTF8", "--no-sync",
+                                   "--no-instructions"], capture_output=True, text=True,
+                                  timeout=120)
+            if init.returncode != 0:
+                raise RuntimeError(f"initdb failed: "
+                                   f"{(init.stderr or init.stdout).strip()[-500:]}")
         port = free_port()
         # durability off: a test database dies with the test
         pg = self.start("postgres", [*run_as, str(bindir / "postgres"), "-D", str(home / "data"),
@@ -154,7 +165,10 @@ class Services:
                 with psycopg.connect(host="127.0.0.1", port=port, user=PG_USER,
                                      dbname="postgres", connect_timeout=2,
                                      autocommit=True) as con:
-                    con.execute("CREATE DATABASE mlflow")
+                    exists = con.execute(
+                        "SELECT 1 FROM pg_database WHERE datname = 'mlflow'").fetchone()
+                    if not exists:
+                        con.execute("CREATE DATABASE mlflow")
                 return True
             except psycopg.OperationalError:
                 return False

@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 
 from nets.app import report as app_report
 from nets.report import figures, html as report_html, model, sweep as rsweep
-from nets.store import read
+from nets.store import read, search
 from nets.store import curves as store_curves
 from nets.store.curves import fetch_curves
 from nets.app import config as appconfig
@@ -445,6 +445,20 @@ def test_http_server_uses_the_bulk_endpoint(tmp_path, capsys):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(read, "REST_SEARCH_PAGE", 3)
             assert read.finished_by_tag(uri, exp, "nets.config_hash") == hashes
+        # runs/search read in start-time ranges at once: MLflow's runs in MLflow's order,
+        # with runs of one millisecond on both sides of a page's edge
+        client = MlflowClient(uri)
+        tied = client.create_experiment("tied")
+        for i, t in enumerate((1000, 1000, 1000, 1000, 2000, 2000, 5000, 9000, 9001)):
+            client.create_run(tied, start_time=t, tags={"half": str(i % 2)})
+        for flt in ("", "tags.half = '1'"):
+            for order in (None, ["attributes.start_time ASC"], ["attributes.start_time DESC"]):
+                want = [r.info.run_id for r in client.search_runs([tied], flt, order_by=order)]
+                for page in (1, 2, 3):
+                    got = [r.info.run_id for p in search.rest_pages(uri, [tied], flt, page,
+                                                                    order, split=4)
+                           for r in p]
+                    assert got == want, (flt, order, page)
         # the 25,000-point cap: chunks are split and asked again
         with contextlib.ExitStack() as stack:
             stack.enter_context(pytest.MonkeyPatch.context()).setattr(store_curves, "REST_MAX_RESULTS", 5)

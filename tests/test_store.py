@@ -4,6 +4,7 @@ and concurrent writers on one SQLite store."""
 from __future__ import annotations
 
 import math
+import re
 import multiprocessing as mp
 import sqlite3
 from pathlib import Path
@@ -144,6 +145,7 @@ def test_curves_fetched_in_pages_equal_per_run_histories(tmp_path, monkeypatch):
                 want.setdefault(r, {})[k] = (sorted(last), [last[s] for s in sorted(last)])
     assert want[ids[0]]["trainloss"] == ([0, 1, 2, 3], [0.0, 0.1, 99.0, 0.3])
     monkeypatch.setattr(store_curves, "REST_CHUNK", 2)
+    monkeypatch.setattr(store_curves, "SQL_CHUNK", 2)        # several queries
     calls = []
     real = client.get_metric_history
     monkeypatch.setattr(client, "get_metric_history",
@@ -188,6 +190,71 @@ def test_read_finished_by_tag_sql_and_search_agree(tmp_path, monkeypatch):
     assert read.finished_by_tag(uri, exp, "nets.config_hash") == want
     monkeypatch.setattr(read, "sqlite_path", lambda uri: None)   # the search path
     assert read.finished_by_tag(uri, exp, "nets.config_hash") == want
+
+
+def test_read_children_sql_equal_mlflow_search(tmp_path, monkeypatch):
+    """A SQLite store's children read with SQL: the runs, fields and order of MLflow's
+    search (ties of start time, a NaN metric, a deleted child, another parent's child,
+    a second experiment, a run with nothing logged)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    from nets.store import read, sqlruns
+
+    uri = "sqlite:///" + str(tmp_path / "mlruns" / "mlflow.db")
+    exp = prepare_store(uri)
+    client = store_client.MlflowClient(uri)
+    other_exp = client.create_experiment("other")
+    parent = client.create_run(exp).info.run_id
+    stranger = client.create_run(exp).info.run_id
+    for i, t in enumerate((5000, 5000, 5000, 7000, 1000, 9000, 7000)):
+        run = client.create_run(other_exp if i == 3 else exp, start_time=t, run_name=f"r{i}",
+                                tags={"mlflow.parentRunId": stranger if i == 6 else parent})
+        rid = run.info.run_id
+        if i != 4:
+            client.log_batch(rid, metrics=[Metric("val/loss", math.nan if i == 1 else 0.5 + i,
+                                                  1, 0), Metric("best/epoch", i, 1, 0)],
+                             params=[Param("lr", str(0.1 * i)), Param("seed", str(i))],
+                             tags=[RunTag("nets.config_hash", f"h{i}")])
+        if i == 2:
+            client.delete_run(rid)
+        elif i != 5:
+            client.set_terminated(rid, "FAILED" if i == 0 else "FINISHED")
+    ids = [exp, other_exp]
+
+    def flat(pages):
+        return [(r.info.run_id, r.info.run_name, r.info.status, r.info.start_time,
+                 r.info.end_time, r.info.experiment_id, r.info.lifecycle_stage,
+                 r.info.artifact_uri, r.data.params, r.data.tags,
+                 {k: "nan" if math.isnan(v) else v for k, v in r.data.metrics.items()})
+                for p in pages for r in p]
+
+    by_sql = flat(read.child_pages(client, uri, ids, parent, page=2))
+    assert not hasattr(next(iter(read.child_pages(client, uri, ids, parent)))[0], "inputs")
+
+    def refuse(db):
+        raise sqlite3.DatabaseError("not asked")
+
+    monkeypatch.setattr(sqlruns, "connect", refuse)
+    by_mlflow = flat(read.child_pages(client, uri, ids, parent, page=2))
+    assert len(by_sql) == 5 and by_sql == by_mlflow
+
+
+@pytest.mark.parametrize("edge,end,ascending,n", [
+    (100, 10_000, True, 8), (10_000, 100, False, 8), (5, 7, True, 8), (7, 5, False, 8),
+    (42, 42, True, 4), (0, 999, True, 1)])
+def test_search_ranges_cover_the_rest_once_in_order(edge, end, ascending, n):
+    """The start-time ranges a split search reads: every millisecond from the first
+    page's edge to the other end in exactly one range, in the search's order."""
+    from nets.store.search import _ranges
+
+    spans = [tuple(int(x) for x in re.findall(r"\d+", f)) for f in _ranges(edge, end,
+                                                                         ascending, n)]
+    assert 1 <= len(spans) <= n
+    covered = [t for a, b in spans for t in range(a, b + 1)]
+    lo, hi = min(edge, end), max(edge, end)
+    assert sorted(covered) == list(range(lo, hi + 1))
+    firsts = [a for a, _ in spans]
+    assert firsts == sorted(firsts, reverse=not ascending)
 
 
 def test_artifact_root_next_to_db(tmp_path):

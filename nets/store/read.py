@@ -5,7 +5,10 @@ The one home of every read the read-back commands (``nets-report``, ``nets-repro
 (``Run``: ``.info``, ``.data``) and plain numpy curves; every MLflow error surfaces as
 :class:`StoreError` with one line, so no caller needs to import mlflow.
 
-Metric histories of many runs at once are ``nets.store.curves``.
+Metric histories of many runs at once are ``nets.store.curves``. A sweep's children
+(``child_pages``) come as plain runs with the same fields: over a server from the REST
+API's JSON (``nets.store.search``: the rest of a long search in start-time ranges at
+once), on a local SQLite file from read-only SQL (``nets.store.sqlruns``).
 
 ``finished_by_tag`` (the ``--resume`` skip check) likewise reads a SQLite file with one
 read-only query and searches elsewhere. Measured growth with each path:
@@ -19,12 +22,11 @@ import re
 import sqlite3
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Iterable, Sequence
 
 from nets.store import client as store_client
-from nets.store.rest import _base, _session
-from nets.store.uri import safe_uri, sqlite_path
+from nets.store import search, sqlruns
+from nets.store.uri import sqlite_path
 
 MlflowException = store_client.MlflowException
 
@@ -124,74 +126,45 @@ def children(uri_or_client, experiment_ids: Sequence[str], parent_run_id: str,
                      f"tags.`mlflow.parentRunId` = '{parent_run_id}'", page=page)
 
 
-REST_SEARCH = "/api/2.0/mlflow/runs/search"
-
-
-def _plain_run(d: dict) -> SimpleNamespace:
-    """A run of ``runs/search``'s JSON with the fields of MLflow's ``Run`` a read-back
-    view uses (``info``: run_id, run_name, status, start_time, end_time,
-    experiment_id, lifecycle_stage, artifact_uri; ``data``: params, tags, metrics as
-    dicts), absent fields read as protobuf's defaults, as ``Run.from_proto`` does."""
-    info, data = d.get("info", {}), d.get("data", {})
-    return SimpleNamespace(
-        info=SimpleNamespace(
-            run_id=info.get("run_id") or info.get("run_uuid", ""),
-            run_name=info.get("run_name", ""), status=info.get("status", "RUNNING"),
-            start_time=int(info.get("start_time", 0)),
-            end_time=int(info["end_time"]) if "end_time" in info else None,
-            experiment_id=str(info.get("experiment_id", "")),
-            lifecycle_stage=info.get("lifecycle_stage", ""),
-            artifact_uri=info.get("artifact_uri", "")),
-        data=SimpleNamespace(
-            params={p["key"]: p.get("value", "") for p in data.get("params", [])},
-            tags={t["key"]: t.get("value", "") for t in data.get("tags", [])},
-            metrics={m["key"]: float(m.get("value", 0.0)) for m in data.get("metrics", [])}))
-
-
 def _rest_pages(uri: str, experiment_ids: Sequence[str], filter_string: str, page: int,
                 order_by: Sequence[str] | None = None):
-    """``runs/search`` of an ``mlflow server`` page by page as plain runs (the JSON
-    decoded once: MLflow's client turns it into protobuf messages, then entities, 2 s
-    of this process's time per 1,000 runs of 30 params; the same request, results and
-    order)."""
-    url = _base(uri) + REST_SEARCH
-    token = None
-    with _session(uri) as session:
-        while True:
-            body = {"experiment_ids": list(experiment_ids), "filter": filter_string,
-                    "max_results": min(page, SEARCH_PAGE), "run_view_type": "ACTIVE_ONLY"}
-            if order_by:
-                body["order_by"] = list(order_by)
-            if token:
-                body["page_token"] = token
-            try:
-                resp = session.post(url, json=body, timeout=300)
-            except OSError as e:
-                raise StoreError(f"{safe_uri(uri)}: {first_line(e)}") from None
-            if resp.status_code != 200:
-                try:
-                    why = resp.json().get("message", "")
-                except ValueError:
-                    why = resp.text
-                raise StoreError(f"{safe_uri(uri)}{REST_SEARCH} answered HTTP "
-                                 f"{resp.status_code}: {first_line(Exception(why))}")
-            out = resp.json()
-            yield [_plain_run(r) for r in out.get("runs", [])]
-            token = out.get("next_page_token")
-            if not token:
-                return
+    """``runs/search`` of an ``mlflow server`` as lists of plain runs, in the server's
+    order (``nets.store.search.rest_pages``: the JSON decoded once; after the first
+    page, ranges of start time asked concurrently)."""
+    try:
+        yield from search.rest_pages(uri, experiment_ids, filter_string, page, order_by)
+    except search.SearchError as e:
+        raise StoreError(str(e)) from None
 
 
 def child_pages(uri_or_client, uri: str, experiment_ids: Sequence[str], parent_run_id: str,
                 page: int | None = None):
     """The children of ``parent_run_id`` (as ``children``), one list per request of
-    ``page`` runs. Over an ``mlflow server`` they are plain runs (``_plain_run``: info
-    and data, no inputs or outputs) read from the REST API's JSON; elsewhere MLflow's
-    ``Run`` entities."""
+    ``page`` runs. Over an ``mlflow server`` they are plain runs (info and data, no
+    inputs or outputs) read from the REST API's JSON (``nets.store.search``); on a
+    local SQLite file plain runs read with read-only SQL (``nets.store.sqlruns``);
+    elsewhere MLflow's ``Run`` entities."""
     flt, page = f"tags.`mlflow.parentRunId` = '{parent_run_id}'", page or STREAM_PAGE
     if uri.startswith(("http://", "https://")):
         return _rest_pages(uri, experiment_ids, flt, page)
+    db = sqlite_path(uri)
+    if db is not None:
+        try:
+            con = sqlruns.connect(db)
+        except (sqlite3.Error, ValueError):
+            pass           # not MLflow's schema (or unreadable): MLflow's search below
+        else:
+            return _closing(con, sqlruns.child_pages(con, experiment_ids, parent_run_id, page))
     return pages(iter_runs(uri_or_client, experiment_ids, flt, page=page), page)
+
+
+def _closing(con, gen):
+    try:
+        yield from gen
+    except sqlite3.Error as e:
+        raise StoreError(f"{first_line(e)}") from None
+    finally:
+        con.close()
 
 
 def runs_by_id(uri_or_client, experiment_ids: Sequence[str], run_ids: Iterable[str]) -> list:
@@ -212,7 +185,9 @@ def finished_by_tag(uri: str, experiment_id: str, tag: str, client=None) -> dict
     On a local SQLite file one read-only SQL query over the run and tag tables (a
     search returns every param, metric and tag of every run: 7 s for 1,000 runs on a
     busy machine, against well under a second); over a server ``runs/search``'s JSON
-    page by page (``_rest_pages``); elsewhere one paged search.
+    (``_rest_pages``: after the first page, start-time ranges asked at once; every
+    FINISHED run of the experiment is read, as MLflow's search has no ``IN`` for tag
+    values); elsewhere one paged search.
     """
     db = sqlite_path(uri)
     if db is not None:

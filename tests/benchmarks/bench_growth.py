@@ -22,6 +22,11 @@ the database, read through the server). At each size it times:
 - the first page of the MLflow UI's runs table: the ``POST /ajax-api/2.0/mlflow/runs/search``
   the UI sends (100 runs, newest first), against an ``mlflow server`` on the store.
 
+Over the server, which is sent a few requests of each kind first (a long-running
+server has set up its workers long before), it also takes the CPU seconds the server (its workers and PostgreSQL's
+backends) spent on the report and on the resume check: on one machine the command and
+the server share the cores, and most of a read over a server is the server's work.
+
 It prints seconds per command per size, the growth factor per 10× (≈10 = linear), and
 the goals: report <= 10 s at 1,000 runs over a server and <= 30 s at 10,000; resume
 check <= 5 s at 1,000 points; report memory <= 1 GB at 10,000 runs.
@@ -64,22 +69,37 @@ def script(name: str) -> list[str]:
     text = (HERE.parents[1] / "pyproject.toml").read_text()
     module, func = dict(re.findall(r'^(nets-[a-z-]+) = "([\w.:]+)"$', text, flags=re.M))[name] \
         .split(":")
-    return [sys.executable, "-c", f"import sys; sys.argv[0] = {name!r}; "
+    return [sys.executable, "-c", f"import sys; sys.argv[0] = {name!r}; {HWM_AT_EXIT}"
             f"from {module} import {func}; sys.exit({func}())"]
+
+
+# The command's own peak memory: /proc/self/status's VmHWM at exit, written where
+# NETS_BENCH_HWM says. wait4's ru_maxrss is not it: Linux carries the high-water mark of
+# the memory the child had before exec (this benchmark's own: up to 976 MB after a fill)
+# into the child's figure.
+HWM_AT_EXIT = ("import atexit, os; atexit.register(lambda p=os.environ.get('NETS_BENCH_HWM'): "
+               "p and open(p, 'w').write(next((ln for ln in open('/proc/self/status') "
+               "if ln.startswith('VmHWM')), ''))); ")
 
 
 def timed(argv: list[str], cwd: Path) -> tuple[float, float, float, int, str]:
     """(wall seconds, CPU seconds, peak RSS in MB, exit code, output) of one command in a
     fresh process. CPU seconds (user + system of the command, not of the server) are
     what a busy shared machine distorts least."""
+    hwm = Path(tempfile.mkdtemp(prefix="nets-hwm-")) / "hwm"
     t = time.perf_counter()
-    p = subprocess.Popen(argv, cwd=cwd, env=clean_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(argv, cwd=cwd, env=clean_env(NETS_BENCH_HWM=str(hwm)),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
-    return (time.perf_counter() - t, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-            p.returncode, out)
+    dt = time.perf_counter() - t
+    try:
+        rss = int(hwm.read_text().split()[1]) / 1024          # "VmHWM:  123456 kB"
+    except (OSError, IndexError, ValueError):
+        rss = usage.ru_maxrss / 1024
+    shutil.rmtree(hwm.parent, ignore_errors=True)
+    return dt, usage.ru_utime + usage.ru_stime, rss, p.returncode, out
 
 
 # -- filling a store ----------------------------------------------------------------------
@@ -192,6 +212,53 @@ def real_run(uri: str, exp: str) -> str:
 
 # -- the measurements ---------------------------------------------------------------------
 
+def tree_cpu(pids: list[int]) -> float | None:
+    """CPU seconds (user + system) so far of the processes ``pids`` and all their
+    descendants (the mlflow server's workers, PostgreSQL's backends); ``None`` without
+    ``/proc``. What the server spent on a command, next to the command's own CPU."""
+    procs = Path("/proc")
+    if not procs.is_dir():
+        return None
+    stats = {}
+    for d in procs.iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(d.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, list(pids)
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0))[1]
+        todo.extend(children.get(pid, []))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def warm(server: str, exp: str, parent: str) -> None:
+    """Send every kind of request the commands send, 8 at a time, before measuring: a
+    server's worker sets up its store on its first request (7-12 s of CPU over MLflow's
+    4 workers; a lab's long-running server has paid it long before)."""
+    import requests
+
+    def one(_):
+        base = f"{server}/api/2.0/mlflow"
+        r = requests.post(f"{base}/runs/search", timeout=300, json={
+            "experiment_ids": [exp], "filter": f"tags.`mlflow.parentRunId` = '{parent}'",
+            "max_results": 1})
+        run = r.json()["runs"][0]["info"]["run_id"]
+        requests.get(f"{server}/ajax-api/2.0/mlflow/metrics/get-history-bulk", timeout=300,
+                     params=[("run_id", run), ("metric_key", "val/loss")])
+        requests.get(f"{base}/runs/get", params={"run_id": parent}, timeout=300)
+
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(2):
+            list(pool.map(one, range(8)))
+
+
 def ui_first_page(server: str, exp: str) -> float:
     """Seconds of the runs table's first request (the faster of two: the first request
     after a server start also pays for the server's lazy set-up)."""
@@ -220,19 +287,29 @@ def resume_check(uri: str, exp: str, finished) -> float:
 
 
 def measure(uri: str, server: str | None, exp: str, parent: str, real: str, n: int,
-            work: Path) -> dict:
+            work: Path, server_pids: list[int] | None = None) -> dict:
+    """``server_pids``: the processes that answer ``uri`` (a server and its database),
+    whose CPU is measured with the report's and the resume check's."""
     out = {}
+    if server_pids:
+        warm(uri, exp, parent)
+    s0 = tree_cpu(server_pids) if server_pids else None
     dt, cpu, rss, rc, text = timed([*script("nets-report"), parent, "--uri", uri, "--out",
                                     str(work / f"report-{n}")], work)
     assert rc == 0, text[-2000:]
     assert f"{n} runs" in text, text[:2000]
     out["report"], out["report CPU"], out["report MB"] = dt, cpu, rss
+    if s0 is not None:
+        out["report server CPU"] = tree_cpu(server_pids) - s0
     print("    nets-report: " + next((ln.strip() for ln in text.splitlines()
                                      if ln.startswith("wrote ")), ""), flush=True)
     if n >= SWEEP_POINTS:
         from nets.runs import records
 
+        s0 = tree_cpu(server_pids) if server_pids else None
         out["resume check"] = resume_check(uri, exp, records.finished_by_hash)
+        if s0 is not None:
+            out["resume server CPU"] = tree_cpu(server_pids) - s0
     dt, cpu, _, rc, text = timed([*script("nets-cleanup"), "--uri", uri, "--dry-run"], work)
     assert rc == 0 and "would change 0 runs" in text, text[-2000:]
     out["cleanup --dry-run"], out["cleanup CPU"] = dt, cpu
@@ -245,7 +322,7 @@ def measure(uri: str, server: str | None, exp: str, parent: str, real: str, n: i
 
 
 def run_store(kind: str, sizes: list[int], work: Path, threads: int, procs: int,
-              workers: int) -> dict:
+              workers: int, keep: bool = False) -> dict:
     from nets.store import client as store_client, read
 
     services = Services(work / "services")
@@ -262,7 +339,7 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int, procs: int,
             # client's own work with the other's commit)
             write_uri, write_threads, write_procs = uri, threads, 1
         else:
-            backend = services.postgres()
+            backend = services.postgres(work / "pg" if keep else None)
             uri = server = services.mlflow_server(backend, work / "artifacts", workers=workers)
             services.wait_healthy(server)
             exp = store_client.prepare_store(uri, "nets")
@@ -272,7 +349,7 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int, procs: int,
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(write_uri)
-        ids = work / "ids.json"          # a kept SQLite store (--workdir) is filled further
+        ids = work / "ids.json"          # a kept store (--workdir) is filled further
         if ids.is_file():
             parent, real = json.loads(ids.read_text())
             for r in read.children(client, [exp], parent):
@@ -297,7 +374,8 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int, procs: int,
             if kind == "sqlite":
                 services.wait_healthy(server)
             load = os.getloadavg()[0]
-            results[n] = measure(uri, server, exp, parent, real, n, work)
+            results[n] = measure(uri, server, exp, parent, real, n, work,
+                                 [p.pid for p in services.procs] if kind != "sqlite" else None)
             results[n]["load"] = (load + os.getloadavg()[0]) / 2
             print(f"  {kind} {n}: " + json.dumps({k: round(v, 2) for k, v in results[n].items()}),
                   flush=True)
@@ -322,7 +400,8 @@ def verdict(value: float, goal: float) -> str:
 def table(results: dict, sizes: list[int]) -> str:
     lines = []
     for kind, res in results.items():
-        keys = [k for k in ("report", "report CPU", "resume check", "cleanup --dry-run",
+        keys = [k for k in ("report", "report CPU", "report server CPU", "resume check",
+                            "resume server CPU", "cleanup --dry-run",
                             "cleanup CPU", "reproduce", "reproduce CPU", "UI first page")
                 if any(k in r for r in res.values())]
         growth_head = " ".join(f"{a // 1000 or a}{'k' if a >= 1000 else ''}->"
@@ -361,7 +440,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="100,1000,10000")
     p.add_argument("--stores", default="sqlite,postgres")
-    p.add_argument("--workdir", help="keep the stores here (default: a temporary directory)")
+    p.add_argument("--workdir", help="keep the stores here, and measure (and fill further) "
+                   "the stores a previous run kept there (default: a temporary directory; "
+                   "as root, PostgreSQL's data there must be reachable by user nobody)")
     p.add_argument("--threads", type=int, default=4, help="writers per filling process")
     p.add_argument("--procs", type=int, default=2,
                    help="processes filling the PostgreSQL store (SQLite: one writer)")
@@ -377,14 +458,16 @@ def main() -> None:
             print("postgres: skipped (no PostgreSQL binaries: apt-get install postgresql)")
             continue
         d = work / kind
-        if kind != "sqlite" or not a.workdir:
+        if not a.workdir:
             shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True, exist_ok=True)
-        results[kind] = run_store(kind, sizes, d, a.threads, a.procs, a.workers)
+        results[kind] = run_store(kind, sizes, d, a.threads, a.procs, a.workers,
+                                  keep=bool(a.workdir))
         (work / f"results-{kind}.json").write_text(json.dumps(results[kind]))
     print("\nwall seconds per command (whole commands in a fresh interpreter, except the "
           "resume check and the UI request); '... CPU': CPU seconds of the command's own "
-          f"process (not the server's); {EPOCHS} epochs per run; 'per 10x': how much longer "
+          "process (not the server's); '... server CPU': CPU seconds of the mlflow server's "
+          f"processes and PostgreSQL's meanwhile; {EPOCHS} epochs per run; 'per 10x': how much longer "
           "per 10 times more runs (10.0x = linear, more = faster than linear); mlflow server "
           f"with {a.workers} worker(s)\n")
     print(table(results, sizes))
