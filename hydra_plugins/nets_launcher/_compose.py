@@ -58,11 +58,11 @@ class PointComposer:
             # Nothing to share, or a structural override that edits values itself
             # (+x, ~x): its order among the value overrides matters. Hydra does it all.
             cfg = self.loader.load_sweep_config(self.master, list(overrides))
-            return Point(cfg, [], num, _without_hydra(cfg), True)
+            return Point(cfg, [], num, without_hydra(cfg), True)
         key = tuple(o.input_line for o in structural)
         if key not in self.templates:
             tpl = self.loader.load_sweep_config(self.master, list(key))
-            app = _without_hydra(tpl)
+            app = without_hydra(tpl)
             self.templates[key] = tpl, app, "hydra:" in OmegaConf.to_yaml(app)
         tpl, tpl_app, uses_hydra = self.templates[key]
         task_cfg = copy.deepcopy(tpl_app)
@@ -131,7 +131,8 @@ class Point:
         return cfg
 
 
-def _without_hydra(cfg: DictConfig) -> DictConfig:
+def without_hydra(cfg: DictConfig) -> DictConfig:
+    """A copy of ``cfg`` without its ``hydra`` node: the task's config."""
     out = copy.deepcopy(cfg)
     with read_write(out), open_dict(out):
         del out["hydra"]

@@ -21,7 +21,6 @@ a module-level function by reference, one in ``__main__`` (the user's script) by
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 import time
@@ -32,10 +31,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from hydra.errors import CompactHydraException, HydraException
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from hydra_plugins.nets_launcher._compose import PointComposer
+from hydra_plugins.nets_launcher._compose import PointComposer, without_hydra
 from nets.runs import sweep as sweeps
 from nets.runs.console import Console
 from nets.runs.settings import Settings
@@ -189,10 +188,7 @@ def _job_return(job: sweeps.Job, launcher) -> JobReturn:
             ret.status, ret.return_value = JobStatus.FAILED, RuntimeError(job.error or job.status)
         return ret
     cfg = job.payload.config
-    task_cfg = copy.deepcopy(cfg)
-    with read_write(task_cfg), open_dict(task_cfg):
-        del task_cfg["hydra"]
-    ret = JobReturn(overrides=list(job.overrides), cfg=task_cfg, hydra_cfg=cfg,
+    ret = JobReturn(overrides=list(job.overrides), cfg=without_hydra(cfg), hydra_cfg=cfg,
                     working_dir=str(Path(job.log_path).parent) if job.log_path else os.getcwd(),
                     task_name=str(cfg.hydra.job.name))
     if job.status in ("FINISHED", "SKIPPED"):

@@ -42,7 +42,7 @@ rank, n, mean and std.
 
 The store is ``--uri`` > ``MLFLOW_TRACKING_URI`` > ``./mlruns/mlflow.db``, as for
 ``nets-train``; an ``mlflow server`` (``http(s)://``) works too. Histories are fetched in
-bulk (``nets.store.curves.fetch_curves``): one read-only SQL query per 500 runs on a local
+bulk (``nets.store.curves.fetch_curves``): one read-only SQL query per ~450 runs on a local
 SQLite file, MLflow's public ``get-history-bulk`` REST endpoint (100 runs per request)
 on an ``http(s)://`` server, one call per run and metric on any other store.
 
@@ -141,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         uri = report_sweep.open_store(args.uri)
         report = report_sweep.make_report(
-            uri, sweep_ident(uri, args.sweep), metric=args.metric and nets_key(args.metric), ascending=args.ascending,
-            filters=args.filter, experiment=args.experiment, all_attempts=args.all_attempts,
-            note=note)
+            uri, sweep_ident(uri, args.sweep), metric=args.metric and nets_key(args.metric),
+            ascending=args.ascending, filters=args.filter, experiment=args.experiment,
+            all_attempts=args.all_attempts, note=note)
     except (ReportError, StoreError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

@@ -144,15 +144,15 @@ def close_job_run(rec, spec: RunSpec, status: str, known: tuple | None = None
     active.deactivate()
     diagnosis, summary = None, {}
     try:
-        if status == "FINISHED" and known is not None and known[0] is not None:
-            diagnosis = known[0]
-            summary = {k: v for k, v in known[1].items() if k.startswith(("best/", "final/"))}
-        elif status == "FINISHED":
-            rec.flush()
-            run = retry(rec.client.get_run, rec.run_id)
-            diagnosis = run.data.tags.get("nets.diagnosis")
-            summary = {k: v for k, v in nets_metrics(run.data.metrics).items()
-                       if k.startswith(("best/", "final/"))}
+        if status == "FINISHED":
+            if known is not None and known[0] is not None:
+                diagnosis, metrics = known
+            else:
+                rec.flush()
+                run = retry(rec.client.get_run, rec.run_id)
+                diagnosis = run.data.tags.get("nets.diagnosis")
+                metrics = nets_metrics(run.data.metrics)
+            summary = {k: v for k, v in metrics.items() if k.startswith(("best/", "final/"))}
             if diagnosis is None:
                 diagnosis, extra = diagnose_logged(rec, spec.uri, spec.diagnosis_keys)
                 summary.update(extra)

@@ -27,6 +27,7 @@ Safety, from the design rules the cold recorder follows:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -78,6 +79,14 @@ def _sources() -> list[Path]:
 
 def socket_path() -> Path:
     """The socket of the server for this Python, ``sys.path`` and these sources."""
+    # Short: a Unix socket path has room for ~107 bytes.
+    return _base_dir() / f"r-{_key()}.sock"
+
+
+@functools.lru_cache(maxsize=1)
+def _key() -> str:
+    """Asked at a run's start and again at its end: the ~20 stats and the search for
+    mlflow's files are done once."""
     h = hashlib.sha256()
     for part in (sys.executable, *sys.path):
         h.update(part.encode() + b"\0")
@@ -85,8 +94,7 @@ def socket_path() -> Path:
         with contextlib.suppress(OSError):
             st = f.stat()
             h.update(f"{f}:{st.st_mtime_ns}:{st.st_size}\0".encode())
-    # Short: a Unix socket path has room for ~107 bytes.
-    return _base_dir() / f"r-{h.hexdigest()[:12]}.sock"
+    return h.hexdigest()[:12]
 
 
 def _private(path: Path, create: bool = False) -> bool:

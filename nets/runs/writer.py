@@ -200,7 +200,6 @@ class _Forked:
         self._sock = sock
         self.stdin = sock.makefile("wb")
         self.stdout = sock.makefile("rb")
-        self.returncode: int | None = None
 
     def wait(self, timeout: float | None = None) -> None:
         try:

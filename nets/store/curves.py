@@ -23,9 +23,10 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from nets.store import client as store_client
-from nets.store.read import StoreError, _call, first_line
-from nets.store.rest import THREADS, _base, _session
-from nets.store.uri import safe_uri, sqlite_path
+from nets.store import rest, sqlruns
+from nets.store.read import StoreError, _call
+from nets.store.rest import THREADS
+from nets.store.uri import first_line, safe_uri, sqlite_path
 
 SQL_CHUNK = 450               # run ids per SQL query at most (2 variables each, 2 a key:
 SQL_VARS = 999                # under SQLite's old limit on one query's variables)
@@ -120,12 +121,9 @@ def _curves_sqlite(db: Path, run_ids: list[str], keys: list[str]) -> dict:
     SQLite on the run's index: on the primary key's (key first) each (run, key) read
     every point of that key in the store (36 s at 10,000 runs, growing with the square).
     """
-    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=20)
+    con = sqlruns.connect(db, {"metrics": {"run_uuid", "key", "value", "step", "timestamp",
+                                           "is_nan"}})
     try:
-        cols = {row[1] for row in con.execute("PRAGMA table_info(metrics)")}
-        need = {"run_uuid", "key", "value", "step", "timestamp", "is_nan"}
-        if not need <= cols:
-            raise sqlite3.DatabaseError(f"metrics table lacks {sorted(need - cols)}")
         points = _Points(run_ids, keys)
         kv = ",".join("(?,?)" for _ in keys)
         kargs = [x for j, k in enumerate(keys) for x in (j, k)]
@@ -245,8 +243,8 @@ class CurveFetch:
     def _send(self, key: str, runs: list[str]) -> None:
         if self.method == "rest":
             if self._session is None:
-                self._session = _session(self.uri)
-            self._submit(_rest_get, self._session, _base(self.uri) + REST_BULK, self.client,
+                self._session = rest.session(self.uri)
+            self._submit(_rest_get, self._session, rest.base(self.uri) + REST_BULK, self.client,
                          self.uri, runs, key)
         else:
             for r in runs:

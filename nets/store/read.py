@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 
 from nets.store import client as store_client
 from nets.store import search, sqlruns
-from nets.store.uri import sqlite_path
+from nets.store.uri import first_line, sqlite_path  # noqa: F401 - first_line re-exported
 
 MlflowException = store_client.MlflowException
 
@@ -45,11 +45,6 @@ class StoreError(Exception):
 def is_run_id(text: str | None) -> bool:
     """Whether ``text`` has the shape of an MLflow run id (32 lower-case hex digits)."""
     return bool(text) and RUN_ID.match(text) is not None
-
-
-def first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else getattr(e, "error_code", type(e).__name__)
 
 
 def open_client(uri: str):
@@ -192,7 +187,9 @@ def finished_by_tag(uri: str, experiment_id: str, tag: str, client=None) -> dict
     db = sqlite_path(uri)
     if db is not None:
         try:
-            con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=20)
+            con = sqlruns.connect(db, {"runs": {"run_uuid", "experiment_id", "status",
+                                                "lifecycle_stage", "start_time"},
+                                       "tags": {"run_uuid", "key", "value"}})
             try:
                 rows = con.execute(
                     "SELECT t.value, r.run_uuid FROM runs r JOIN tags t "

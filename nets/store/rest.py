@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 THREADS = 8                   # concurrent requests to one server
 
 
-def _session(uri: str):
+def session(uri: str):
     """A ``requests`` session with the credentials MLflow's client documents:
     ``MLFLOW_TRACKING_TOKEN`` (bearer), ``MLFLOW_TRACKING_USERNAME``/``_PASSWORD`` (or a
     ``user:password@`` in the URI), ``MLFLOW_TRACKING_INSECURE_TLS``,
@@ -43,7 +43,7 @@ def _session(uri: str):
     return s
 
 
-def _base(uri: str) -> str:
+def base(uri: str) -> str:
     """The server's address without credentials: ``http://host:port/prefix``."""
     p = urlparse(uri.rstrip("/"))
     host = p.hostname or ""

@@ -17,22 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Sequence
 
-from nets.store.rest import THREADS, _base, _session
-from nets.store.uri import safe_uri
+from nets.store import rest
+from nets.store.uri import first_line, safe_uri
 
 SEARCH_PAGE = 50_000          # MLflow's own maximum for one search_runs page
 REST_SEARCH = "/api/2.0/mlflow/runs/search"
 START_ASC, START_DESC = "attributes.start_time ASC", "attributes.start_time DESC"
-SPLIT = THREADS               # start-time ranges of a long search asked at once
+SPLIT = rest.THREADS          # start-time ranges of a long search asked at once
 
 
 class SearchError(Exception):
     """The server refused or could not be reached (one line, the URI without credentials)."""
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _plain_run(d: dict) -> SimpleNamespace:
@@ -61,7 +56,7 @@ class _Search:
 
     def __init__(self, uri: str, session, experiment_ids: Sequence[str], filter_string: str,
                  page: int, order_by: Sequence[str] | None):
-        self.uri, self.session, self.url = uri, session, _base(uri) + REST_SEARCH
+        self.uri, self.session, self.url = uri, session, rest.base(uri) + REST_SEARCH
         self.experiment_ids, self.filter = list(experiment_ids), filter_string
         self.page, self.order_by = min(page, SEARCH_PAGE), list(order_by or [])
 
@@ -78,14 +73,14 @@ class _Search:
         try:
             resp = self.session.post(self.url, json=body, timeout=300)
         except OSError as e:
-            raise SearchError(f"{safe_uri(self.uri)}: {_first_line(e)}") from None
+            raise SearchError(f"{safe_uri(self.uri)}: {first_line(e)}") from None
         if resp.status_code != 200:
             try:
                 why = resp.json().get("message", "")
             except ValueError:
                 why = resp.text
             raise SearchError(f"{safe_uri(self.uri)}{REST_SEARCH} answered HTTP "
-                              f"{resp.status_code}: {_first_line(Exception(why))}")
+                              f"{resp.status_code}: {first_line(Exception(why))}")
         return resp.json()
 
     def pages(self, extra: str = "", first: dict | None = None):
@@ -130,7 +125,7 @@ def rest_pages(uri: str, experiment_ids: Sequence[str], filter_string: str, page
     and every range before it are read. Any other order is read page after page.
     """
     split = SPLIT if split is None else split
-    with _session(uri) as session:
+    with rest.session(uri) as session:
         search = _Search(uri, session, experiment_ids, filter_string, page, order_by)
         first = search.request()
         runs = first.get("runs", [])

@@ -26,12 +26,13 @@ NEEDED = {"runs": {"run_uuid", "name", "status", "start_time", "end_time", "expe
           "latest_metrics": {"run_uuid", "key", "value", "is_nan"}}
 
 
-def connect(db: Path) -> sqlite3.Connection:
+def connect(db: Path, needed: dict[str, set[str]] = NEEDED) -> sqlite3.Connection:
     """A read-only connection to MLflow's SQLite file; ``sqlite3.DatabaseError`` when
-    a table lacks a column read here (not MLflow's schema: the caller asks MLflow)."""
+    a table lacks a column of ``needed`` (not MLflow's schema: the caller asks MLflow).
+    Every direct read of a SQLite store (these runs, curves, the skip check) opens here."""
     con = sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=ro", uri=True, timeout=20)
     try:
-        for table, cols in NEEDED.items():
+        for table, cols in needed.items():
             have = {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
             if not cols <= have:
                 raise sqlite3.DatabaseError(f"{table} table lacks {sorted(cols - have)}")

@@ -85,3 +85,10 @@ def safe_uri(uri: str) -> str:
     if "@" not in netloc:
         return uri
     return uri.replace(netloc, netloc.rsplit("@", 1)[1], 1)
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an error's message (its MLflow error code, else its type, when
+    it has none): what a store's failure says on one line."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else getattr(e, "error_code", type(e).__name__)
