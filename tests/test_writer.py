@@ -124,3 +124,45 @@ def test_no_warm_recorder_in_a_directory_others_can_enter(tmp_path, monkeypatch)
     warm_server.start()
     assert list(shared.iterdir()) == []
     assert warm_server.connect() is None
+
+
+def test_a_kept_recorder_records_one_run_after_another(tmp_path, request):
+    """A sweep worker's recorder: ``end(keep=True)``, then the next run through it."""
+    request.getfixturevalue("warm_ready")
+    uri = sqlite_uri(tmp_path / "mlruns" / "mlflow.db")
+    rec = RecorderProcess.spawn(warm=True)
+    ids = []
+    for i in range(3):
+        rec.open(uri, "w", None, f"r{i}", {"i": i})
+        rec.log_metrics({"train/loss": float(i)}, 0)
+        ids.append(rec.run_id)
+        rec.end("FINISHED", keep=True)
+        assert rec.reusable
+    rec.close()
+    assert not rec.reusable
+    c = MlflowClient(uri)
+    assert len(set(ids)) == 3
+    for i, run_id in enumerate(ids):
+        run = c.get_run(run_id)
+        assert (run.info.status, run.data.tags["i"], run.data.metrics["curves/loss_train"]) == (
+            "FINISHED", str(i), float(i))
+
+
+def test_a_run_left_to_its_owner_keeps_what_was_sent_and_stays_running(tmp_path, request):
+    """``if_lost=None`` (a sweep job's run): the caller vanishes, the points it sent are
+    written and the status is left to the launcher, which knows why the job died."""
+    request.getfixturevalue("warm_ready")
+    uri = sqlite_uri(tmp_path / "mlruns" / "mlflow.db")
+    rec = RecorderProcess.spawn(warm=True)
+    rec.open(uri, "w", None, "r", {}, if_lost=None)
+    for epoch in range(3):
+        rec.log_metrics({"train/loss": 1.0}, epoch)
+    run_id = rec.run_id
+    rec.close()
+    c = MlflowClient(uri)
+    deadline = time.monotonic() + 60
+    while len(c.get_metric_history(run_id, "curves/loss_train")) < 3:
+        assert time.monotonic() < deadline, "the points sent never arrived"
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert c.get_run(run_id).info.status == "RUNNING"

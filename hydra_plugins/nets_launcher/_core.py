@@ -130,7 +130,8 @@ def plan(launcher, settings: Settings, job_overrides: Sequence[Sequence[str]],
                 idx, overrides, _plain(task_cfg), run_hydra_job,
                 _Payload(launcher.hydra_context, launcher.task_function, point, singletons),
                 resolve_uri(uri, launch_dir) if tracking else None,
-                experiment if tracking else None, str(sweep_dir / point.subdir / "job.log")))
+                experiment if tracking else None, str(sweep_dir / point.subdir / "job.log"),
+                fluent=not getattr(launcher.task_function, "nets_recorder", False)))
     finally:
         progress.done()
         HydraConfig.instance().set_config(config)

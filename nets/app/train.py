@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nets.app import config as appconfig, logs
 from nets.app.schema import register
-from nets.runs.job import JobFailed, JobSpec, JobStatus, RunConfig, run_job, tracking_of
+from nets.runs.job import JobFailed, JobSpec, JobStatus, RunConfig, in_sweep, run_job, tracking_of
 from nets.registry import ConfigError
 from nets.text import one_line
 
@@ -102,20 +102,14 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> JobStatus:
     Inside a sweep of the ``nets`` launcher the job's run is already open and active
     (the launcher made it): the job records into it instead of opening its own.
     """
-    run_id = None
-    if "mlflow" in sys.modules:  # a launcher that opened a run imported it; else skip its 2 s
-        from nets.store import active
-
-        run_id = active.active_run_id()
-    if run_id is not None:  # in a sweep: the launcher checked every point already
-        plain = appconfig.to_plain(cfg)
-        return run_job(JobSpec(plain, os.environ.get("MLFLOW_TRACKING_URI"),
-                               os.environ.get("MLFLOW_EXPERIMENT_ID"), run_id=run_id,
-                               overrides=list(overrides or [])),
-                       data=dataset_for(RunConfig.of(plain).core))
+    plain = appconfig.to_plain(cfg)
+    job = in_sweep(plain, overrides)
+    if job is not None:  # in a sweep: the launcher checked every point already
+        spec, rec = job
+        return run_job(spec, data=dataset_for(RunConfig.of(plain).core), recorder=rec)
     from nets.app import start
 
-    plain = check(cfg)
+    plain = check(cfg)   # the strict check, as a sweep's launcher does for every point
     writer, tr = start.take_writer(), tracking_of(plain)
     if writer is not None and tr["enabled"]:
         # The recorder process prepares the store and writes the run beside the
@@ -167,6 +161,7 @@ def tracking(cfg: DictConfig) -> dict:
 
 task.check = check          # the launcher's strict check of every point
 task.tracking = tracking    # and where it records each one
+task.nets_recorder = True   # records through the recorder its worker hands it
 main = hydra.main(version_base="1.3", config_path=str(appconfig.CONF_DIR),
                   config_name="config")(task)
 

@@ -356,6 +356,11 @@ class DaskSweep(sweeps.Sweep):
                       "nets.dask_workers": self.workers})
         return rec
 
+    def _start_recorder(self) -> None:
+        """None: a dask worker may be on another machine, and its cooperative stop
+        check sits on MLflow's client in the worker (``_install_stop_check``)."""
+        return None
+
     def _task(self, job: sweeps.Job) -> Task:
         task = super()._task(job)
         # Job logs are files on the launcher's machine: written only when workers share it.

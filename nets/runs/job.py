@@ -214,6 +214,9 @@ class JobSpec:
     run_id : str, optional
         An open run to record into: the child run a sweep launcher opened and owns (it
         logged the config as params, and it ends the run and records a failure).
+    attached : bool
+        The same, when that run is written by the recorder process handed to
+        ``run_job`` (``nets.runs.workers.current_recorder``) and its id is not asked.
     """
 
     config: dict
@@ -223,6 +226,7 @@ class JobSpec:
     tags: dict = field(default_factory=dict)
     overrides: list = field(default_factory=list)
     run_id: str | None = None        # record into this open run (a sweep launcher's)
+    attached: bool = False           # or into the open run of ``recorder``
 
 
 @dataclass
@@ -297,7 +301,7 @@ def run_job(spec: JobSpec, stream=None, data=None, recorder=None) -> JobStatus:
     rc = RunConfig.of(cfg)
     tr, core, dset = rc.tracking, rc.core, rc.diagnostics
     run = build_run(core, data=data)  # ConfigError here means nothing was recorded
-    attached = spec.run_id is not None
+    attached = spec.run_id is not None or spec.attached
     if attached and stream is None:
         from nets.runs.workers import current_log
 
@@ -305,12 +309,16 @@ def run_job(spec: JobSpec, stream=None, data=None, recorder=None) -> JobStatus:
     progress = Progress(tr.progress, run.settings.epochs, stream=stream)
     rec = None
     if attached:
-        from nets.store import client as store_client, write as store_write
+        tags = {"nets.config_hash": config_hash(cfg), "nets.dataset": run.data.name,
+                "nets.task": run.data.task, **git_state(), **blas_state(), **spec.tags}
+        if recorder is not None:   # it added the versions when it opened the run
+            rec = recorder
+        else:
+            from nets.store import client as store_client, write as store_write
 
-        rec = store_write.RunRecorder(spec.uri, spec.experiment_id, "", run_id=spec.run_id)
-        rec.set_tags({"nets.config_hash": config_hash(cfg), "nets.dataset": run.data.name,
-                      "nets.task": run.data.task, **store_client.versions(), **git_state(),
-                      **blas_state(), **spec.tags}, defer=True)  # with the first metrics
+            rec = store_write.RunRecorder(spec.uri, spec.experiment_id, "", run_id=spec.run_id)
+            tags.update(store_client.versions())
+        rec.set_tags(tags, defer=True)  # with the first metrics
     elif tr.enabled and recorder is not None:
         rec = recorder
         rec.open(spec.uri, tr.experiment, spec.experiment_id, tr.run_name or run_name(core),
@@ -436,12 +444,36 @@ def _log_artifacts(rec, run: Run, res: Result, tr: Tracking, in_sweep: bool) -> 
 
 def sweep_task(config: dict, guard) -> JobStatus:
     """nets' own job as a sweep's worker-side callable, without Hydra (``Job.fn``;
-    benchmarks and scripts): trains into the child run the launcher made active."""
-    from nets.store import active
+    benchmarks and scripts): trains into the child run its worker opened."""
 
     def task(cfg: dict) -> JobStatus:
-        run_id = active.active_run_id()
-        return run_job(JobSpec(cfg, os.environ.get("MLFLOW_TRACKING_URI"),
-                               os.environ.get("MLFLOW_EXPERIMENT_ID"), run_id=run_id))
+        spec, rec = in_sweep(cfg) or (JobSpec(cfg), None)   # None: tracking is off
+        return run_job(spec, recorder=rec)
 
     return guard(task, config)
+
+
+sweep_task.nets_recorder = True   # records through the recorder its worker hands it
+
+
+def in_sweep(cfg: dict, overrides: list | None = None) -> tuple[JobSpec, Any] | None:
+    """``(spec, recorder)`` for ``run_job`` inside a sweep job: the run the launcher's
+    worker opened, through its recorder process or as MLflow's active run; ``None``
+    outside a sweep job."""
+    from nets.runs.workers import current_recorder
+
+    job = current_recorder()
+    if job is not None:
+        record, rec = job
+        return JobSpec(cfg, record.uri, record.experiment_id, attached=True,
+                       overrides=list(overrides or [])), rec
+    if "mlflow" not in sys.modules:  # a launcher that opened a run imported it: no run
+        return None
+    from nets.store import active
+
+    run_id = active.active_run_id()
+    if run_id is None:
+        return None
+    return JobSpec(cfg, os.environ.get("MLFLOW_TRACKING_URI"),
+                   os.environ.get("MLFLOW_EXPERIMENT_ID"), run_id=run_id,
+                   overrides=list(overrides or [])), None

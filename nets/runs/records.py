@@ -110,22 +110,69 @@ class RunSpec:
     config_yaml: str
     overrides: list = field(default_factory=list)
     diagnosis_keys: dict = field(default_factory=dict)
+    # The warm recorder's socket (``nets.runs.warm``) when the task records through the
+    # recorder it is handed (nets' own job); ``None``: the run is opened in the worker
+    # and made MLflow's active run, for a task that logs through MLflow itself.
+    recorder: str | None = None
+
+
+# How long a job waits for the warm server its launcher started beside it (importing
+# mlflow takes ~3.5 s of CPU; on a loaded machine several times that).
+RECORDER_WAIT = 60.0
+_RECORDERS: dict = {}   # socket -> this worker's recorder process, kept between jobs
+
+
+def _recorder(path: str):
+    """This worker's recorder process for the warm server at ``path``: the one the last
+    job ended with ``keep`` (its store open, its statements compiled), or a new one;
+    ``None`` when the server does not answer."""
+    from nets.runs.writer import RecorderProcess
+
+    rec = _RECORDERS.pop(path, None)
+    if rec is not None and rec.reusable:
+        return rec
+    if rec is not None:
+        rec.close()
+    return RecorderProcess.forked(path, wait=RECORDER_WAIT)
 
 
 def open_job_run(spec: RunSpec):
-    """Create the child run, log the config, make it MLflow's active run."""
+    """Create the child run and log the config; the recorder.
+
+    Through a recorder forked by the warm server when ``spec.recorder`` names one that
+    answers (this process never imports mlflow; the run is written beside the training
+    and is not MLflow's active run here); else in this process, as MLflow's active run.
+    """
+    tags = {**spec.tags, "nets.host": socket.gethostname(), "nets.pid": os.getpid()}
+    overrides = "".join(f"- {o}\n" for o in spec.overrides) or "[]\n"
+    if spec.recorder:
+        rec = _recorder(spec.recorder)
+        if rec is not None:
+            # The launcher ends a lost job's run (FAILED, with the reason it knows).
+            rec.open(spec.uri, None, spec.experiment_id, spec.name, tags,
+                     spec.parent_run_id, if_lost=None)
+            rec.log_params(spec.params)
+            rec.log_text(spec.config_yaml, "config.yaml")
+            rec.log_text(overrides, "overrides.yaml")
+            return rec
     from nets.store import active
     from nets.store.write import RunRecorder
 
     active.reset(spec.uri)
-    tags = {**spec.tags, "nets.host": socket.gethostname(), "nets.pid": os.getpid()}
     rec = RunRecorder(spec.uri, spec.experiment_id, spec.name, tags=tags,
                       parent_run_id=spec.parent_run_id)
     rec.log_params(spec.params)
     rec.log_text(spec.config_yaml, "config.yaml")
-    rec.log_text("".join(f"- {o}\n" for o in spec.overrides) or "[]\n", "overrides.yaml")
+    rec.log_text(overrides, "overrides.yaml")
     active.activate(spec.uri, rec.run_id, spec.experiment_id)
     return rec
+
+
+def forked(rec) -> bool:
+    """Whether ``rec`` is a recorder process (not a ``RunRecorder`` in this process)."""
+    from nets.runs.writer import RecorderProcess
+
+    return isinstance(rec, RecorderProcess)
 
 
 def record_failure(rec, status: str, line: str, tb: str) -> None:
@@ -138,11 +185,22 @@ def close_job_run(rec, spec: RunSpec, status: str, known: tuple | None = None
     """Diagnose a FINISHED job from its logged curves (unless the task already did), end
     the run with ``status``; ``(diagnosis, a few summary metrics)``. ``known``: the
     ``(diagnosis, metrics)`` nets' own job returned (no need to read them back)."""
+    diagnosis, summary = None, {}
+    if forked(rec):   # nets' own job, through a recorder process: it diagnosed itself
+        try:
+            if status == "FINISHED" and known is not None:
+                diagnosis = known[0]
+                summary = {k: v for k, v in known[1].items()
+                           if k.startswith(("best/", "final/"))}
+        finally:
+            rec.end(status, keep=True)
+            if spec.recorder:
+                _RECORDERS[spec.recorder] = rec   # for this worker's next job
+        return diagnosis, summary
     from nets.store import active
     from nets.store.tags import nets_metrics
 
     active.deactivate()
-    diagnosis, summary = None, {}
     try:
         if status == "FINISHED":
             if known is not None and known[0] is not None:

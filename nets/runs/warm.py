@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import hashlib
 import logging
 import os
@@ -112,21 +113,35 @@ def _private(path: Path, create: bool = False) -> bool:
 
 # -- the caller's side -----------------------------------------------------------------
 
-def connect() -> socket.socket | None:
+def connect(path: str | os.PathLike | None = None, wait: float = 0.0) -> socket.socket | None:
     """A connection to a freshly forked recorder, or ``None`` (use the cold one).
 
+    ``path``: the server's socket, when another process chose it (a sweep's launcher
+    for its workers, whose ``sys.path`` may differ); default: this process's own.
+    ``wait``: seconds to wait for a server that is still starting.
     The recorder has our working directory, environment and standard error once this
     returns; it answered that it is ready, so a server that is shutting down or broken
     is found here, before the run depends on it.
     """
     if idle_seconds() <= 0:
         return None
-    path = socket_path()
+    path = Path(path) if path is not None else socket_path()
     if not _private(path.parent):
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.monotonic() + wait
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(path))
+            break
+        except OSError:
+            sock.close()
+            # A server still importing (a sweep starts one beside its launcher) is
+            # worth waiting for, up to ``wait`` seconds; a missing one is not.
+            if time.monotonic() >= deadline or not starting(path):
+                return None
+            time.sleep(0.05)
     try:
-        sock.connect(str(path))
         socket.send_fds(sock, [_FORK_MAGIC], [2])
         hello = pickle.dumps(("hello", os.getcwd(), dict(os.environ)),
                              protocol=pickle.HIGHEST_PROTOCOL)
@@ -140,23 +155,49 @@ def connect() -> socket.socket | None:
     return sock
 
 
-def start() -> None:
-    """Leave a server behind for the next run (no-op when one runs or it is off)."""
+def start() -> Path | None:
+    """Leave a server behind for the next run (no-op when one runs or it is off); its
+    socket, or ``None`` when there is none to be had."""
     idle = idle_seconds()
     if idle <= 0:
-        return
+        return None
     path = socket_path()
-    if not _private(path.parent, create=True) or _answers(path):
-        return
+    if not _private(path.parent, create=True):
+        return None
+    if _answers(path):
+        return path
     # It runs in "/" (it must not hold the caller's directory), so it finds nets where
     # this process found it, installed or not.
     here = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
            "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
-    with contextlib.suppress(OSError):
-        subprocess.Popen([sys.executable, "-m", "nets.runs.warm", str(path), str(idle)],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, cwd="/", start_new_session=True, env=env)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "nets.runs.warm", str(path), str(idle)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, cwd="/", start_new_session=True,
+                                env=env)
+    except OSError:
+        return None
+    # Until it holds its lock (~0.1 s: before its imports), a caller that finds no
+    # socket could not tell a starting server from none (``connect(wait=...)``).
+    deadline = time.monotonic() + 5.0
+    while not starting(path) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return path
+
+
+def starting(path: Path) -> bool:
+    """Whether a server holds ``path``'s lock: it is importing, or serving already."""
+    import fcntl
+
+    try:
+        with open(path.with_suffix(".lock"), "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return False
 
 
 def _answers(path: Path) -> bool:
@@ -233,6 +274,11 @@ def _serve_forever(path: Path, idle: float) -> int:
     except OSError:
         return 0                           # another server holds this name
     _import_everything()
+    # Everything imported stays for the server's life: out of the collector's sight,
+    # so a recorder's collections do not walk (and copy, page by page) the whole heap
+    # it shares with the server after the fork.
+    gc.collect()
+    gc.freeze()
     with contextlib.suppress(FileNotFoundError):
         path.unlink()                      # a killed server's socket: nobody answers it
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

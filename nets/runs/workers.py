@@ -33,6 +33,7 @@ SIGUSR2 at its timeout (``JobTimeout``: FAILED). A worker whose launcher is gone
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import signal
@@ -93,12 +94,21 @@ def one_line(exc: BaseException) -> str:
 
 _IN_JOB = False
 _LOG = None
+_RECORDER = None
 
 
 def current_log():
     """The running job's ``job.log`` stream (a task's progress goes there, not to the
     launcher's terminal), or ``None`` outside a job."""
     return _LOG
+
+
+def current_recorder():
+    """``(RunSpec, recorder)`` of the running job when its run is written by a recorder
+    process (``nets.runs.writer.RecorderProcess``: a task records through it, the
+    launcher's worker ends it); ``None`` outside a job, or when the job's run is MLflow's
+    active run in this process instead."""
+    return _RECORDER
 
 
 def _on_stop(signum, frame):
@@ -121,8 +131,10 @@ def _watch_parent(launcher_pid: int) -> None:
 
 
 def init_worker(blas_threads: int, launcher_pid: int | None = None,
-                warm_uri: str | None = None) -> None:
-    """Loky initializer: signals, parent watch, BLAS limit, and an opened store."""
+                warm_uri: str | None = None, modules: tuple = ()) -> None:
+    """Loky initializer: signals, parent watch, BLAS limit, the jobs' code imported
+    (``modules``: so the first job is no slower than the next), and an opened store
+    when the jobs' runs are opened here (``warm_uri``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, _on_stop)
     signal.signal(signal.SIGUSR2, _on_timeout)
@@ -130,6 +142,11 @@ def init_worker(blas_threads: int, launcher_pid: int | None = None,
         threading.Thread(target=_watch_parent, args=(launcher_pid,), daemon=True,
                          name="nets-parent-watch").start()
     limit_blas(blas_threads)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - only a warm-up; the job reports real problems
+            pass
     if warm_uri:
         try:  # the SQLAlchemy store costs ~1 s to open: pay it while the worker starts
             records.client(warm_uri).search_experiments(max_results=1)
@@ -228,7 +245,7 @@ def _own_job_summary(value: Any) -> tuple | None:
 
 def execute(task: Task) -> JobResult:
     """Run one job in a worker and return its result, whatever happens in it."""
-    global _IN_JOB, _LOG
+    global _IN_JOB, _LOG, _RECORDER
     for k in MLFLOW_ENV:
         os.environ.pop(k, None)
     log = _Log(task.log_path)
@@ -241,12 +258,14 @@ def execute(task: Task) -> JobResult:
         limit_blas(task.blas_threads)
         if task.record is not None:
             rec = guard.rec = records.open_job_run(task.record)
+            if records.forked(rec):
+                _RECORDER = (task.record, rec)
         value = task.fn(task.payload, guard)
     except BaseException as e:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, ...
         guard.failed(e)
         value = None
     finally:
-        _IN_JOB, _LOG = False, None
+        _IN_JOB, _LOG, _RECORDER = False, None, None
     status = guard.status or "FINISHED"
     diagnosis, metrics = None, {}
     if rec is not None:
@@ -362,8 +381,8 @@ class Slot:
         self.executor = self.pid_future = self.ready_at = None
 
 
-def make_executor(threads: int, env: dict, warm_uri: str | None):
+def make_executor(threads: int, env: dict, warm_uri: str | None, modules: tuple = ()):
     from joblib.externals.loky.process_executor import ProcessPoolExecutor
 
     return ProcessPoolExecutor(max_workers=1, initializer=init_worker,
-                               initargs=(threads, os.getpid(), warm_uri), env=env)
+                               initargs=(threads, os.getpid(), warm_uri, modules), env=env)

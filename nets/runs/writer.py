@@ -22,7 +22,10 @@ After a run that had to wait for those imports, ``nets-train`` leaves a warm rec
 behind (``nets.runs.warm``): the next run's recorder is forked from it, already imported.
 Both speak the same messages; ``RecorderProcess.spawn`` takes the warm one when it answers.
 
-Sweeps do not use it: their workers import mlflow once and keep it warm.
+A sweep's workers record nets' own jobs the same way, through recorders forked by the
+warm server its launcher starts (``RecorderProcess.forked``), so a worker never imports
+mlflow; a task that logs through MLflow itself gets its run in the worker as before
+(``nets.runs.records.open_job_run``).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class RecorderProcess:
         self._run_id: str | None = None
         self.run_info_name = ""
         self.ended = False
+        self._torn = False    # interrupted mid-message: the stream cannot be trusted
 
     @classmethod
     def spawn(cls, warm: bool = False) -> "RecorderProcess":
@@ -73,6 +77,15 @@ class RecorderProcess:
                                 start_new_session=False)
         return cls(proc)
 
+    @classmethod
+    def forked(cls, path: str | os.PathLike, wait: float = 0.0) -> "RecorderProcess | None":
+        """A recorder forked by the warm server at ``path`` (waiting up to ``wait``
+        seconds for one that is starting), or ``None`` when none answers."""
+        from nets.runs import warm as warm_server
+
+        sock = warm_server.connect(path, wait=wait)
+        return cls(_Forked(sock)) if sock is not None else None
+
     @property
     def warm(self) -> bool:
         """Whether a warm server forked this recorder (it had nothing left to import)."""
@@ -87,12 +100,18 @@ class RecorderProcess:
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError):
             self._raise_child_error()
+        except BaseException:   # Ctrl-C, a job's stop signal: maybe half a message out
+            self._torn = True
+            raise
 
     def _answer(self) -> Any:
         try:
             kind, value = pickle.load(self._proc.stdout)
         except (EOFError, pickle.UnpicklingError, OSError):
             self._raise_child_error()
+        except BaseException:
+            self._torn = True
+            raise
         if kind == "error":
             self.close()
             raise WriterError(value)
@@ -114,11 +133,17 @@ class RecorderProcess:
     # -- the RunRecorder interface ------------------------------------------------------
 
     def open(self, uri: str, experiment: str | None, experiment_id: str | None,
-             run_name: str, tags: Mapping[str, Any], parent_run_id: str | None = None) -> None:
-        """Prepare the store (when no ``experiment_id`` is given) and create the run."""
-        self.run_info_name = run_name
+             run_name: str, tags: Mapping[str, Any], parent_run_id: str | None = None,
+             if_lost: str | None = "KILLED") -> None:
+        """Prepare the store (when no ``experiment_id`` is given) and create the run.
+
+        ``if_lost``: how the child ends the run when this side goes away without
+        ``end``; ``None`` leaves it RUNNING for whoever owns it (a sweep's launcher
+        ends a lost job's run FAILED with the reason it knows).
+        """
+        self.run_info_name, self._run_id, self.ended = run_name, None, False
         self._send("open", uri, experiment, experiment_id, run_name,
-                   {k: str(v) for k, v in tags.items()}, parent_run_id)
+                   {k: str(v) for k, v in tags.items()}, parent_run_id, if_lost)
 
     @property
     def run_id(self) -> str | None:
@@ -160,17 +185,34 @@ class RecorderProcess:
         """``curves.png`` drawn in the child (matplotlib is imported there, not here)."""
         self._send("log_curves", {k: list(v) for k, v in history.items()}, chance, title, path)
 
-    def end(self, status: str = "FINISHED") -> None:
-        """Terminate the run; returns once the child has written everything."""
+    def end(self, status: str = "FINISHED", keep: bool = False) -> None:
+        """Terminate the run; returns once the child has written everything.
+
+        ``keep``: the child stays for the next run (``open`` again; ``reusable``), with
+        its store open and warm: a sweep's worker keeps one for all its jobs.
+        """
         if self.ended:
             return
         self.ended = True
         self.run_id  # noqa: B018 - known before the pipe closes (the caller reports it)
-        self._send("end", status)
+        self._send("end", status, keep)
         try:
             self._answer()
         finally:
-            self.close()
+            if not keep:
+                self.close()
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the next run can go through this child (``end(keep=True)`` done, the
+        stream intact, the child there)."""
+        if not self.ended or self._torn or self._proc.stdin.closed:
+            return False
+        try:
+            self._poll()        # an error it reported, or EOF: it is gone
+        except WriterError:
+            return False
+        return not self._proc.stdout.closed
 
     def kill(self) -> None:
         """Stop a writer that was never given a run (nothing of it to keep)."""
@@ -231,6 +273,11 @@ def _child() -> int:
     return serve(sys.stdin.buffer, out)
 
 
+# Seconds between the flushes a recorder makes while it waits for messages (~20-50 ms of
+# its CPU each; the parent never waits for them).
+EAGER_FLUSH = 0.25
+
+
 def serve(inp, out) -> int:
     """Read messages from ``inp`` until ``end`` or EOF; answer on ``out``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent decides how the run ends
@@ -244,11 +291,21 @@ def serve(inp, out) -> int:
     from nets.store import client as store_client
     from nets.store import write as store_write
 
-    rec = None
+    rec, if_lost = None, "KILLED"
     idle = [import_plotting]  # work for the moments the parent has nothing to send
     while True:
-        while idle and not select.select([inp], [], [], 0)[0]:
-            idle.pop(0)()
+        while not select.select([inp], [], [], 0)[0]:
+            if idle:
+                idle.pop(0)()
+            elif rec is not None and not rec.ended and rec.due(EAGER_FLUSH):
+                # Nothing to read: write what is buffered now, so what is left when the
+                # parent ends the run (and waits) is the last moments' points only.
+                try:
+                    rec.flush()
+                except Exception:  # noqa: BLE001 - kept buffered; the next flush says why
+                    break
+            else:
+                break
         try:
             msg = pickle.load(inp)
         except EOFError:
@@ -256,7 +313,7 @@ def serve(inp, out) -> int:
         op, args = msg[0], msg[1:]
         try:
             if op == "open":
-                uri, experiment, exp_id, name, tags, parent = args
+                uri, experiment, exp_id, name, tags, parent, if_lost = args
                 if exp_id is None:
                     exp_id = store_client.prepare_store(uri, experiment)
                 rec = store_write.RunRecorder(uri, exp_id, name,
@@ -276,8 +333,12 @@ def serve(inp, out) -> int:
 
                 rec.log_figure(curves_figure(history, chance=chance, title=title), path)
             elif op == "end":
-                rec.end(args[0])
+                status, keep = args
+                rec.end(status)
                 answer("ok", None)
+                if keep:   # the next run of the same caller (a sweep worker's next job)
+                    rec, if_lost = None, "KILLED"
+                    continue
                 # Everything is committed; MLflow's exit hooks would only make the
                 # parent (which waits for this process) wait another second.
                 sys.stderr.flush()
@@ -294,10 +355,11 @@ def serve(inp, out) -> int:
                 except Exception:  # noqa: BLE001 - the first error is the one to report
                     pass
             return 1
-    # The parent went away without ending the run: never leave it RUNNING.
+    # The parent went away without ending the run: never leave it RUNNING (unless its
+    # owner ends it: then keep what was sent, and leave the status to the owner).
     if rec is not None and not rec.ended:
         try:
-            rec.end("KILLED")
+            rec.end(if_lost) if if_lost else rec.flush()
         except Exception:  # noqa: BLE001 - nothing left to report to
             pass
     return 0

@@ -90,6 +90,11 @@ class RunRecorder:
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
+    def due(self, seconds: float) -> bool:
+        """Whether anything is buffered and the last flush is ``seconds`` old."""
+        return bool(self._buffer or self._tags) and \
+            time.monotonic() - self._last_flush >= seconds
+
     def flush(self) -> None:
         """Write every buffered point and deferred tag in one batch (one transaction;
         the client splits batches over 1000 points)."""

@@ -158,6 +158,9 @@ def main() -> None:
     ap.add_argument("--cli", action="store_true", help="also time the nets-sweep command")
     ap.add_argument("--plan-only", action="store_true",
                     help="only the 200-point --dry-run (planning) figure")
+    ap.add_argument("--no-speed-up", action="store_true",
+                    help="skip the speed-up sweeps (long jobs); worker start is then "
+                         "measured on the overhead sweep")
     a = ap.parse_args()
     from nets.runs import sweep as sweeps
     from nets.store import client as store_client, uri as store_uri
@@ -176,37 +179,9 @@ def main() -> None:
         create = time.perf_counter() - t
         print(f"creating the store (schema, WAL, experiment; once per store): {create:.2f} s")
 
-        print(f"\n-- speed-up: {a.epochs} epochs per job")
-        long = configs(n, a.epochs, True)
-        one, two = best([lambda: sweep(long, 1, d), lambda: sweep(long, 2, d)], a.repeats)
-        for name, r in (("1 worker ", one), ("2 workers", two)):
-            print(f"{name}: {r['total']:.2f} s = store check + parent run {r['prepare']:.2f} s"
-                  f" + worker start {r['workers']:.2f} s + jobs {r['jobs']:.2f} s"
-                  f" + janitor/summary {r['cleanup']:.2f} s"
-                  f"  ({statistics.mean(r['job_seconds']):.2f} s per job)")
-        print(f"speed-up 2 vs 1 workers: {one['total'] / two['total']:.2f}x whole sweep, "
-              f"{one['jobs'] / two['jobs']:.2f}x once the workers are up   (target >= 1.8x)")
-        print(f"worker start: {two['workers']:.2f} s (goal <= 1.5 s; issue 16 measured ~5 s)")
-
-        print(f"\n-- per-job overhead: {a.short_epochs} epochs per job, 1 worker")
-        short = configs(n, a.short_epochs, True)
-        off = [{**c, "tracking": {**c["tracking"], "enabled": False}} for c in short]
-        threads = sweeps.workers_for(sweeps.Settings(n_jobs=1), n)[1]  # as the 1-worker sweep
-        tracked, bare, base = best([lambda: sweep(short, 1, d), lambda: sweep(off, 1, None),
-                                    lambda: baseline(short, threads)], a.repeats)
-        train = sum(base)
-        print(f"the same trainings in this process, tracking off: {train:.2f} s "
-              f"({statistics.mean(base):.3f} s per job)")
-        print(f"sweep, tracked: jobs phase {tracked['jobs']:.2f} s; tracking off: "
-              f"{bare['jobs']:.2f} s; worker start {tracked['workers']:.2f} s (once per worker)")
-        per = (tracked["jobs"] - train) / n
-        print(f"per-job fixed overhead (jobs phase - trainings alone) / {n}: {per:.3f} s   "
-              f"(goal <= 0.1 s; issue 16 measured 0.37 s)")
-        print(f"  dispatch (tracking off): {(bare['jobs'] - train) / n:.3f} s; run creation, "
-              f"params, metrics, artifacts: {(tracked['jobs'] - bare['jobs']) / n:.3f} s")
-        rest = statistics.median(tracked["job_seconds"][1:])
-        print(f"  first job in a fresh worker: {tracked['job_seconds'][0]:.2f} s, the others "
-              f"{rest:.2f} s (median), the training alone {base[0]:.2f} s (goal: first no slower)")
+        if not a.no_speed_up:
+            speed_up(a, n, d)
+        overhead(a, n, d)
         if a.cli:
             print(f"\n-- whole nets-sweep command, {a.epochs} epochs per job")
             times = {w: cli(a.epochs, n, w, d) for w in (1, 2)}
@@ -214,6 +189,44 @@ def main() -> None:
                 print(f"nets-sweep seeds, {w} worker(s): {t:.2f} s")
             print(f"  whole-command speed-up: {times[1] / times[2]:.2f}x")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+
+
+def speed_up(a, n: int, d: str) -> None:
+    print(f"\n-- speed-up: {a.epochs} epochs per job")
+    long = configs(n, a.epochs, True)
+    one, two = best([lambda: sweep(long, 1, d), lambda: sweep(long, 2, d)], a.repeats)
+    for name, r in (("1 worker ", one), ("2 workers", two)):
+        print(f"{name}: {r['total']:.2f} s = store check + parent run {r['prepare']:.2f} s"
+              f" + worker start {r['workers']:.2f} s + jobs {r['jobs']:.2f} s"
+              f" + janitor/summary {r['cleanup']:.2f} s"
+              f"  ({statistics.mean(r['job_seconds']):.2f} s per job)")
+    print(f"speed-up 2 vs 1 workers: {one['total'] / two['total']:.2f}x whole sweep, "
+          f"{one['jobs'] / two['jobs']:.2f}x once the workers are up   (target >= 1.8x)")
+    print(f"worker start: {two['workers']:.2f} s (goal <= 1.5 s; issue 16 measured ~5 s)")
+
+
+def overhead(a, n: int, d: str) -> None:
+    from nets.runs import sweep as sweeps
+
+    print(f"\n-- per-job overhead: {a.short_epochs} epochs per job, 1 worker")
+    short = configs(n, a.short_epochs, True)
+    off = [{**c, "tracking": {**c["tracking"], "enabled": False}} for c in short]
+    threads = sweeps.workers_for(sweeps.Settings(n_jobs=1), n)[1]  # as the 1-worker sweep
+    tracked, bare, base = best([lambda: sweep(short, 1, d), lambda: sweep(off, 1, None),
+                                lambda: baseline(short, threads)], a.repeats)
+    train = sum(base)
+    print(f"the same trainings in this process, tracking off: {train:.2f} s "
+          f"({statistics.mean(base):.3f} s per job)")
+    print(f"sweep, tracked: jobs phase {tracked['jobs']:.2f} s; tracking off: "
+          f"{bare['jobs']:.2f} s; worker start {tracked['workers']:.2f} s (once per worker)")
+    per = (tracked["jobs"] - train) / n
+    print(f"per-job fixed overhead (jobs phase - trainings alone) / {n}: {per:.3f} s   "
+          f"(goal <= 0.1 s; issue 16 measured 0.37 s)")
+    print(f"  dispatch (tracking off): {(bare['jobs'] - train) / n:.3f} s; run creation, "
+          f"params, metrics, artifacts: {(tracked['jobs'] - bare['jobs']) / n:.3f} s")
+    rest = statistics.median(tracked["job_seconds"][1:])
+    print(f"  first job in a fresh worker: {tracked['job_seconds'][0]:.2f} s, the others "
+          f"{rest:.2f} s (median), the training alone {base[0]:.2f} s (goal: first no slower)")
 
 
 if __name__ == "__main__":

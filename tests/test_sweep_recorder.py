@@ -1,0 +1,150 @@
+"""A sweep's workers record nets' own jobs through recorder processes forked by the warm
+recorder, kept from one job to the next; a task that logs through MLflow itself still
+gets its run as MLflow's active run in the worker.
+
+The sweep engine runs in this process (``nets.runs.sweep.Sweep``, as ``bench_sweep.py``
+drives it) with real loky workers and a real warm server in the session's private
+directory (``conftest``); the store is read back with ``MlflowClient``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import time
+
+from conftest import sqlite_uri
+from nets.runs import sweep as sweeps
+from nets.runs.job import sweep_task
+from nets.runs.workers import current_recorder
+
+CFG = {"dataset": "blobs", "train": {"epochs": 3},
+       "tracking": {"progress": "off", "log_weights": True}}
+
+
+def own_job(cfg: dict, guard):
+    """nets' own job, reporting whether the worker imported mlflow and which process
+    recorded it."""
+    status = sweep_task(cfg, guard)
+    return status.status, "mlflow" in sys.modules, os.getpid()
+
+
+own_job.nets_recorder = True
+
+
+def own_job_that_dies(cfg: dict, guard):
+    """Logs two epochs through the recorder it was handed, then its worker dies."""
+    _, rec = current_recorder()
+    for epoch in range(2):
+        rec.log_metrics({"train/loss": 1.0 / (epoch + 1)}, epoch)
+    rec.flush()
+    rec.run_id  # noqa: B018 - the recorder has read everything before the worker dies
+    os._exit(3)
+
+
+own_job_that_dies.nets_recorder = True
+
+
+def fluent_job(cfg: dict, guard):
+    """A task that logs through MLflow's fluent API itself."""
+    def task(c):
+        import mlflow
+
+        mlflow.log_metric("user/score", 0.5, step=0)
+        return mlflow.active_run().info.run_id
+    return guard(task, cfg)
+
+
+def full_config(seed: int) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    from nets.app.config import CONF_DIR, to_plain
+    from nets.app.schema import register
+
+    register()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return to_plain(compose("config", overrides=[
+            f"seed={seed}", "dataset=blobs", "dataset.n_samples=60", "train.epochs=3",
+            "tracking.progress=off"]))
+
+
+def MlflowClient(uri: str):
+    # Imported here: the workers import this module (its job functions) and must not
+    # get mlflow from it.
+    from mlflow.tracking import MlflowClient as client
+
+    return client(uri)
+
+
+def sweep(tmp_path, fn, n: int, **settings) -> tuple[sweeps.Sweep, list, str]:
+    uri = sqlite_uri(tmp_path / "mlruns" / "mlflow.db")
+    cfgs = [full_config(i) for i in range(n)]
+    jobs = [sweeps.Job(i, [f"seed={i}"], c, fn, c, uri, "nets") for i, c in enumerate(cfgs)]
+    s = sweeps.Sweep(jobs, sweeps.Settings(n_jobs=1, **settings), "t",
+                     {"seed": [str(i) for i in range(n)]}, out=io.StringIO())
+    s.run()
+    return s, jobs, uri
+
+
+def test_own_jobs_are_recorded_whole_by_one_kept_recorder_and_no_mlflow_in_the_worker(
+        tmp_path):
+    s, jobs, uri = sweep(tmp_path, own_job, 3)
+    assert s.recorder is not None, "the sweep found no warm recorder"
+    assert [j.status for j in jobs] == ["FINISHED"] * 3, s.out.getvalue()
+    assert {j.value[1] for j in jobs} == {False}, "the worker imported mlflow"
+    c = MlflowClient(uri)
+    for j in jobs:
+        run = c.get_run(j.run_id)
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["nets.sweep_role"] == "job"
+        assert run.data.tags["nets.diagnosis"]
+        assert run.data.tags["mlflow.version"]
+        assert run.data.params["seed"] == str(j.number)
+        assert [m.step for m in c.get_metric_history(j.run_id, "curves/loss_train")] == [
+            0, 1, 2, 3]
+        names = {a.path for a in c.list_artifacts(j.run_id)}
+        assert {"config.yaml", "overrides.yaml", "diagnosis.md", "console.log",
+                "weights.npz"} <= names
+    assert len({j.value[2] for j in jobs}) == 1   # one worker ...
+
+
+def test_a_dead_worker_s_run_is_ended_failed_with_what_it_sent(tmp_path):
+    s, jobs, uri = sweep(tmp_path, own_job_that_dies, 1, max_retries=0)
+    assert jobs[0].status == "FAILED" and "worker died" in jobs[0].error
+    c = MlflowClient(uri)
+    (run,) = [r for r in c.search_runs([c.get_experiment_by_name("nets").experiment_id])
+              if r.data.tags.get("nets.sweep_role") == "job"]
+    deadline = time.monotonic() + 60   # the recorder writes what it read, then leaves
+    while len(c.get_metric_history(run.info.run_id, "curves/loss_train")) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    run = c.get_run(run.info.run_id)
+    assert run.info.status == "FAILED"
+    assert "worker died" in run.data.tags["nets.error"]
+
+
+def test_a_task_that_logs_through_mlflow_gets_the_active_run(tmp_path):
+    s, jobs, uri = sweep(tmp_path, fluent_job, 2)
+    assert [j.status for j in jobs] == ["FINISHED"] * 2, s.out.getvalue()
+    c = MlflowClient(uri)
+    for j in jobs:
+        assert j.value == j.run_id
+        assert [m.value for m in c.get_metric_history(j.run_id, "user/score")] == [0.5]
+
+
+def test_without_a_warm_recorder_own_jobs_are_recorded_in_the_worker(tmp_path, monkeypatch):
+    monkeypatch.setenv("NETS_WARM_RECORDER", "0")
+    s, jobs, uri = sweep(tmp_path, own_job, 2)
+    assert s.recorder is None
+    assert [j.status for j in jobs] == ["FINISHED"] * 2, s.out.getvalue()
+    assert {j.value[1] for j in jobs} == {True}
+    c = MlflowClient(uri)
+    assert all(len(c.get_metric_history(j.run_id, "curves/loss_train")) == 4 for j in jobs)
+
+
+def test_a_second_sweep_in_the_process_reuses_the_worker_and_its_recorder(tmp_path):
+    first, jobs1, _ = sweep(tmp_path / "a", own_job, 1)
+    second, jobs2, uri = sweep(tmp_path / "b", own_job, 1)
+    assert jobs1[0].value[2] == jobs2[0].value[2]   # the same kept worker
+    assert MlflowClient(uri).get_run(jobs2[0].run_id).info.status == "FINISHED"
