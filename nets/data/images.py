@@ -3,6 +3,7 @@ downloaded on request and checksummed)."""
 
 from __future__ import annotations
 
+import functools
 import http.client
 import importlib.util
 from pathlib import Path
@@ -35,9 +36,18 @@ class Digits(Dataset):
         self.scale = _positive(scale, "scale")
 
     def _load(self, rng):
-        data = np.loadtxt(_digits_file(), delimiter=",")
+        data = _digits_array()
         return self._finish(rng, data[:, :-1] * self.scale, data[:, -1].astype(np.int64),
                             task="classification", n_classes=10, image_shape=(1, 8, 8))
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_array() -> np.ndarray:
+    """The parsed file, once per process (read-only): a sweep's launcher checks every
+    point, and a worker runs job after job, over seeds that each split it anew."""
+    data = np.loadtxt(_digits_file(), delimiter=",")
+    data.flags.writeable = False
+    return data
 
 
 def _digits_file() -> Path:
