@@ -46,6 +46,17 @@ def own_job_that_dies(cfg: dict, guard):
 own_job_that_dies.nets_recorder = True
 
 
+def own_job_whose_run_is_deleted(cfg: dict, guard):
+    """nets' own job, whose run someone deletes before the recorder has ended it."""
+    status = sweep_task(cfg, guard)
+    spec, _ = current_recorder()
+    MlflowClient(spec.uri).delete_run(status.run_id)
+    return status
+
+
+own_job_whose_run_is_deleted.nets_recorder = True
+
+
 def fluent_job(cfg: dict, guard):
     """A task that logs through MLflow's fluent API itself."""
     def task(c):
@@ -148,3 +159,14 @@ def test_a_second_sweep_in_the_process_reuses_the_worker_and_its_recorder(tmp_pa
     second, jobs2, uri = sweep(tmp_path / "b", own_job, 1)
     assert jobs1[0].value[2] == jobs2[0].value[2]   # the same kept worker
     assert MlflowClient(uri).get_run(jobs2[0].run_id).info.status == "FINISHED"
+
+
+def test_a_run_whose_end_cannot_be_recorded_after_its_result_went_back_is_a_failed_job(
+        tmp_path):
+    """The job's result goes back while its recorder ends the run; when that fails, the
+    launcher hears it (from the worker's next job, or when it drains the workers at the
+    end) and the job is FAILED, not FINISHED."""
+    s, jobs, uri = sweep(tmp_path, own_job_whose_run_is_deleted, 2)
+    assert [j.status for j in jobs] == ["FAILED"] * 2, s.out.getvalue()
+    assert all("recording to the store failed" in j.error for j in jobs)
+    assert s.bad()

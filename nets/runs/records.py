@@ -119,21 +119,60 @@ class RunSpec:
 # How long a job waits for the warm server its launcher started beside it (importing
 # mlflow takes ~3.5 s of CPU; on a loaded machine several times that).
 RECORDER_WAIT = 60.0
-_RECORDERS: dict = {}   # socket -> this worker's recorder process, kept between jobs
+_RECORDERS: dict[str, list] = {}   # socket -> this worker's kept recorder processes
+_LATE: list[tuple[str, str]] = []   # (run id, one line): ends that failed after the fact
+KEEP = 2   # one ends the last job's run while the other records the next job
 
 
 def _recorder(path: str):
-    """This worker's recorder process for the warm server at ``path``: the one the last
-    job ended with ``keep`` (its store open, its statements compiled), or a new one;
-    ``None`` when the server does not answer."""
+    """A recorder process for this worker's next job from the warm server at ``path``:
+    a kept one that is done with its last run (its store open, its statements
+    compiled), else a new one while fewer than ``KEEP`` are kept, else the oldest once
+    it is done; ``None`` when the server does not answer."""
     from nets.runs.writer import RecorderProcess
 
-    rec = _RECORDERS.pop(path, None)
-    if rec is not None and rec.reusable:
-        return rec
-    if rec is not None:
+    pool = _RECORDERS.setdefault(path, [])
+    _settle(pool, wait=False)
+    for rec in [r for r in pool if not r.busy and not r.reusable]:   # its child is gone
+        pool.remove(rec)
         rec.close()
-    return RecorderProcess.forked(path, wait=RECORDER_WAIT)
+    if len(pool) >= KEEP and not any(r.reusable for r in pool):
+        _settle(pool[:1], wait=True)  # the oldest is still ending its run
+    for rec in list(pool):
+        if rec.reusable:
+            pool.remove(rec)
+            pool.append(rec)          # the most recently used last
+            return rec
+    rec = RecorderProcess.forked(path, wait=RECORDER_WAIT)
+    if rec is not None:
+        pool.append(rec)
+    return rec
+
+
+def _settle(recs: list, wait: bool) -> None:
+    """Hear how the kept recorders ``recs`` ended their last runs (``wait``: until they
+    have; else only what they said already); a failed end goes to ``_LATE``."""
+    from nets.runs.writer import WriterError
+
+    for rec in list(recs):
+        try:
+            rec.settle() if wait else rec.poll()
+        except WriterError as e:
+            _LATE.append((rec.run_id, str(e)))
+            for pool in _RECORDERS.values():
+                if rec in pool:
+                    pool.remove(rec)
+
+
+def settle_recorders(wait: bool = True) -> list[tuple[str, str]]:
+    """``(run id, one line)`` for every run a kept recorder could not end after its
+    job's result went back (``close_job_run``): heard so far, or (``wait``) once every
+    kept recorder is done. A worker reports them with its next result and when drained
+    at the sweep's end."""
+    for pool in list(_RECORDERS.values()):
+        _settle(list(pool), wait)
+    late, _LATE[:] = list(_LATE), []
+    return late
 
 
 def open_job_run(spec: RunSpec):
@@ -193,9 +232,9 @@ def close_job_run(rec, spec: RunSpec, status: str, known: tuple | None = None
                 summary = {k: v for k, v in known[1].items()
                            if k.startswith(("best/", "final/"))}
         finally:
-            rec.end(status, keep=True)
-            if spec.recorder:
-                _RECORDERS[spec.recorder] = rec   # for this worker's next job
+            # Everything the run needs is with the recorder; the job's result goes back
+            # while it writes the last of it (``settle_recorders`` hears how that went).
+            rec.end(status, keep=True, wait=False)   # kept for a later job
         return diagnosis, summary
     from nets.store import active
     from nets.store.tags import nets_metrics

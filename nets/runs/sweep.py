@@ -477,6 +477,16 @@ class Sweep:
         job.metrics, job.diagnosis = res.metrics, res.diagnosis
         job.run_id = res.run_id or job.run_id
         job.value = res.value
+        for run_id, line in res.late:
+            self._late(run_id, line)
+
+    def _late(self, run_id: str, line: str) -> None:
+        """A job reported FINISHED whose run's end could not be recorded afterwards: it
+        failed (the janitor ends the run, still RUNNING)."""
+        for j in self.jobs:
+            if j.run_id == run_id and j.status == "FINISHED":
+                j.status, j.error = "FAILED", line
+                self._say(f"job {j.number}: {line}")
 
     # -- the record of lost jobs --------------------------------------------------------
 
@@ -525,6 +535,8 @@ class Sweep:
 
     def _cleanup(self) -> None:
         for slot in self.slots:
+            for run_id, line in slot.drain():   # runs its recorder is still ending
+                self._late(run_id, line)
             if slot.job is not None:
                 job = slot.job
                 slot.discard()

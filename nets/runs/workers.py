@@ -83,6 +83,9 @@ class JobResult:
     diagnosis: str | None = None
     metrics: dict = field(default_factory=dict)
     value: Any = None                # what ``task.fn`` returned (made picklable)
+    # Earlier jobs of this worker whose run's end could not be recorded after their
+    # result went back: ``(run id, one line)`` (``records.settle_recorders``).
+    late: list = field(default_factory=list)
 
 
 def one_line(exc: BaseException) -> str:
@@ -274,6 +277,8 @@ def execute(task: Task) -> JobResult:
                                                        _own_job_summary(value))
         except Exception as e:  # noqa: BLE001 - the janitor will end the run
             log.write(f"== could not end the run: {one_line(e)}\n")
+            if status == "FINISHED":   # its record is not whole: not a finished job
+                status, guard.error = "FAILED", one_line(e)
     log.write(f"== {status}" + (f": {guard.error}" if guard.error else "") + "\n")
     log.close()
     for stream in (sys.stdout, sys.stderr):  # the worker may be killed, buffers and all
@@ -283,7 +288,13 @@ def execute(task: Task) -> JobResult:
             pass
     return JobResult(status, rec.run_id if rec is not None else None, guard.error, diagnosis,
                      {k: float(v) for k, v in metrics.items()},
-                     _picklable(value))
+                     _picklable(value), records.settle_recorders(wait=False))
+
+
+def drain() -> list[tuple[str, str]]:
+    """Run in an idle worker when the sweep ends: the runs its recorder is still ending
+    are ended (``records.settle_recorders``) before the launcher's janitor looks."""
+    return records.settle_recorders()
 
 
 # -- driver side: one slot ----------------------------------------------------------------
@@ -362,6 +373,15 @@ class Slot:
     def release(self) -> None:
         self.job = self.future = None
         self.stop_reason = self.kill_at = None
+
+    def drain(self, timeout: float = 60.0) -> list:
+        """``workers.drain`` in this idle worker; ``[]`` when it has none or is gone."""
+        if self.executor is None or self.job is not None or not pid_alive(self.pid):
+            return []
+        try:
+            return self.executor.submit(drain).result(timeout=timeout)
+        except Exception:  # noqa: BLE001 - a dead worker's recorder ends what it read
+            return []
 
     def keep(self) -> None:
         """Give a healthy idle worker back for the next sweep in this process."""

@@ -60,6 +60,7 @@ class RecorderProcess:
         self.run_info_name = ""
         self.ended = False
         self._torn = False    # interrupted mid-message: the stream cannot be trusted
+        self._unsettled = False   # an ``end(wait=False)`` whose answer is still to come
 
     @classmethod
     def spawn(cls, warm: bool = False) -> "RecorderProcess":
@@ -104,7 +105,9 @@ class RecorderProcess:
             self._torn = True
             raise
 
-    def _answer(self) -> Any:
+    def _next(self) -> tuple[str, Any]:
+        """The child's next message: an answer, the new run's id (said unasked as soon
+        as the run exists: kept), or an error (raised)."""
         try:
             kind, value = pickle.load(self._proc.stdout)
         except (EOFError, pickle.UnpicklingError, OSError):
@@ -115,15 +118,23 @@ class RecorderProcess:
         if kind == "error":
             self.close()
             raise WriterError(value)
-        return value
+        if kind == "run":
+            self._run_id = value
+        return kind, value
+
+    def _answer(self) -> Any:
+        """The answer to the last request (the run's id may come first)."""
+        while True:
+            kind, value = self._next()
+            if kind != "run":
+                return value
 
     def _poll(self) -> None:
         """Raise at once if the child already reported an error (it says so unasked)."""
-        if self._proc.stdout.closed:
-            return
-        ready, _, _ = select.select([self._proc.stdout], [], [], 0)
-        if ready:
-            self._answer()
+        while not self._proc.stdout.closed and \
+                select.select([self._proc.stdout], [], [], 0)[0]:
+            if self._next()[0] == "ok":
+                self._unsettled = False   # the only answer nobody waits for
 
     def _raise_child_error(self):
         code = self._proc.wait()
@@ -147,11 +158,11 @@ class RecorderProcess:
 
     @property
     def run_id(self) -> str | None:
-        """The run's id (waits for the child); ``None`` once the child is gone without
-        one (the error that stopped it was raised already)."""
-        if self._run_id is None and not self._proc.stdin.closed:
-            self._send("run_id")
-            self._run_id = self._answer()
+        """The run's id (waits until the child has created the run, not for what was
+        sent after); ``None`` once the child is gone without one (the error that
+        stopped it was raised already)."""
+        while self._run_id is None and not self._proc.stdout.closed:
+            self._next()
         return self._run_id
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
@@ -185,32 +196,55 @@ class RecorderProcess:
         """``curves.png`` drawn in the child (matplotlib is imported there, not here)."""
         self._send("log_curves", {k: list(v) for k, v in history.items()}, chance, title, path)
 
-    def end(self, status: str = "FINISHED", keep: bool = False) -> None:
+    def end(self, status: str = "FINISHED", keep: bool = False, wait: bool = True) -> None:
         """Terminate the run; returns once the child has written everything.
 
         ``keep``: the child stays for the next run (``open`` again; ``reusable``), with
         its store open and warm: a sweep's worker keeps one for all its jobs.
+        ``wait=False`` (with ``keep``): return once the child has everything it needs to
+        end the run; ``settle`` waits for it to say it did (a sweep worker returns its
+        job's result meanwhile, and settles before its next job or when drained).
         """
         if self.ended:
             return
         self.ended = True
         self.run_id  # noqa: B018 - known before the pipe closes (the caller reports it)
         self._send("end", status, keep)
+        if keep and not wait:
+            self._unsettled = True
+            return
         try:
             self._answer()
         finally:
             if not keep:
                 self.close()
 
+    def poll(self) -> None:
+        """Take what the child said unasked (an ``end(wait=False)`` confirmed, or an
+        error: raised as ``WriterError``), without waiting."""
+        self._poll()
+
+    def settle(self) -> None:
+        """Wait for the child to confirm an ``end(wait=False)``; ``WriterError`` (one
+        line) if it could not end the run."""
+        if self._unsettled:
+            self._unsettled = False
+            self._answer()
+
+    @property
+    def busy(self) -> bool:
+        """Ending a run (``end(wait=False)``) it has not confirmed yet."""
+        return self._unsettled
+
     @property
     def reusable(self) -> bool:
-        """Whether the next run can go through this child (``end(keep=True)`` done, the
-        stream intact, the child there)."""
-        if not self.ended or self._torn or self._proc.stdin.closed:
+        """Whether the next run can go through this child (``end(keep=True)`` done and
+        settled, the stream intact, the child there)."""
+        if not self.ended or self._unsettled or self._torn or self._proc.stdin.closed:
             return False
         try:
             self._poll()        # an error it reported, or EOF: it is gone
-        except WriterError:
+        except (WriterError, OSError, ValueError):   # ValueError: its socket was closed
             return False
         return not self._proc.stdout.closed
 
@@ -319,8 +353,7 @@ def serve(inp, out) -> int:
                 rec = store_write.RunRecorder(uri, exp_id, name,
                                               tags={**tags, **store_client.versions()},
                                               parent_run_id=parent)
-            elif op == "run_id":
-                answer("ok", rec.run_id)
+                answer("run", rec.run_id)   # unasked: the parent reads it when it needs it
             elif op == "log_bytes":
                 data, path = args
                 with tempfile.TemporaryDirectory() as d:
