@@ -14,8 +14,10 @@ import os
 import sys
 import time
 
+import pytest
+
 from conftest import sqlite_uri
-from nets.runs import sweep as sweeps
+from nets.runs import sweep as sweeps, workers
 from nets.runs.job import sweep_task
 from nets.runs.workers import current_recorder
 
@@ -78,6 +80,15 @@ def full_config(seed: int) -> dict:
         return to_plain(compose("config", overrides=[
             f"seed={seed}", "dataset=blobs", "dataset.n_samples=60", "train.epochs=3",
             "tracking.progress=off"]))
+
+
+@pytest.fixture(autouse=True)
+def fresh_workers():
+    """Each test's workers are its own (a worker kept from another test's sweep may
+    have imported mlflow for a task that logs through it)."""
+    workers.stop_idle()
+    yield
+    workers.stop_idle()
 
 
 def MlflowClient(uri: str):

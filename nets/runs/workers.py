@@ -3,7 +3,7 @@ driver's handle on each one (``Slot``).
 
 Each worker slot is its own one-process loky executor (``joblib.externals.loky``), not
 one shared pool of ``n_jobs`` workers. A worker stays alive across jobs, so the task's
-imports (numpy, mlflow, the user's modules) are paid once per worker, not once per job.
+imports (numpy, nets, the user's modules) are paid once per worker, not once per job.
 When a job kills its process (``os._exit``, SIGKILL, the OOM killer, a segfault), only
 that slot's executor breaks: the job that was running in it is, without any doubt, the
 one that died; the slot gets a fresh worker and the other jobs never notice.
@@ -19,11 +19,14 @@ Alternatives measured or ruled out on this 2-core machine:
   (``tests/benchmarks/bench_sweep.py``).
 
 Inside a worker, ``execute`` runs one ``Task``: ``task.fn(task.payload, guard)`` where
-``guard(f, cfg)`` calls the task function inside the job's MLflow child run (opened and
-made *active* here, so plain ``mlflow.log_metric`` calls land in it), records any
+``guard(f, cfg)`` calls the task function inside the job's MLflow child run, records any
 exception (traceback in ``error.txt`` and the job log) and re-raises it to the caller
-(Hydra's ``run_job`` turns it into a FAILED ``JobReturn``). Whatever happens, the run is
-ended FINISHED, FAILED or KILLED here, and only a small picklable ``JobResult`` goes back.
+(Hydra's ``run_job`` turns it into a FAILED ``JobReturn``). The run is opened here and
+made MLflow's *active* run (so plain ``mlflow.log_metric`` calls land in it), or, for
+nets' own job, written by a recorder process the worker keeps (``current_recorder``;
+``nets.runs.records.open_job_run``): then this process never imports mlflow. Whatever
+happens, the run is ended FINISHED, FAILED or KILLED, and only a small picklable
+``JobResult`` goes back (with any earlier run whose end a recorder could not record).
 
 Signals: workers ignore SIGINT (a terminal sends Ctrl-C to the whole process group);
 the driver sends SIGUSR1 to stop a job (``KeyboardInterrupt`` inside it: KILLED) and
@@ -303,6 +306,14 @@ def drain() -> list[tuple[str, str]]:
 # the next sweep (Hydra's next batch, another sweep in the same process) reuses them
 # instead of paying the worker start-up again.
 _IDLE: dict[int, list] = {}
+
+
+def stop_idle() -> None:
+    """Stop the idle workers kept for the next sweep in this process."""
+    for kept in _IDLE.values():
+        while kept:
+            executor, _ = kept.pop()
+            executor.shutdown(wait=False, kill_workers=True)
 
 
 class Slot:
