@@ -69,7 +69,7 @@ def fluent_job(cfg: dict, guard):
     return guard(task, cfg)
 
 
-def full_config(seed: int) -> dict:
+def full_config(seed: int, extra=()) -> dict:
     from hydra import compose, initialize_config_dir
 
     from nets.app.config import CONF_DIR, to_plain
@@ -79,7 +79,7 @@ def full_config(seed: int) -> dict:
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return to_plain(compose("config", overrides=[
             f"seed={seed}", "dataset=blobs", "dataset.n_samples=60", "train.epochs=3",
-            "tracking.progress=off"]))
+            "tracking.progress=off", *extra]))
 
 
 @pytest.fixture(autouse=True)
@@ -99,9 +99,9 @@ def MlflowClient(uri: str):
     return client(uri)
 
 
-def sweep(tmp_path, fn, n: int, **settings) -> tuple[sweeps.Sweep, list, str]:
+def sweep(tmp_path, fn, n: int, extra=(), **settings) -> tuple[sweeps.Sweep, list, str]:
     uri = sqlite_uri(tmp_path / "mlruns" / "mlflow.db")
-    cfgs = [full_config(i) for i in range(n)]
+    cfgs = [full_config(i, extra[i] if extra else ()) for i in range(n)]
     jobs = [sweeps.Job(i, [f"seed={i}"], c, fn, c, uri, "nets") for i, c in enumerate(cfgs)]
     s = sweeps.Sweep(jobs, sweeps.Settings(n_jobs=1, **settings), "t",
                      {"seed": [str(i) for i in range(n)]}, out=io.StringIO())
@@ -181,3 +181,35 @@ def test_a_run_whose_end_cannot_be_recorded_after_its_result_went_back_is_a_fail
     assert [j.status for j in jobs] == ["FAILED"] * 2, s.out.getvalue()
     assert all("recording to the store failed" in j.error for j in jobs)
     assert s.bad()
+
+
+def test_the_parent_keeps_every_job_s_report_curves_as_the_store_has_them(tmp_path):
+    """The file the launcher leaves on the parent (one read for a report over a server)
+    holds each FINISHED job's report curves exactly as their histories in the store: an
+    adaptive rate, and a run whose loss became NaN (those points are not logged)."""
+    from nets.report import sweep as report
+    from nets.store.curves import SWEEP_FILE
+
+    extra = [["schedule=bold_driver", "train.epochs=6"],
+             ["optimizer.lr=1e40", "model.activation=relu", "train.epochs=6"], []]
+    s, jobs, uri = sweep(tmp_path, sweep_task, 3, extra)
+    assert [j.status for j in jobs] == ["FINISHED"] * 3, s.out.getvalue()
+    (parent,) = {p.parent.run_id for p in s.stores.values()}
+    names = {a.path for a in MlflowClient(uri).list_artifacts(parent)}
+    assert SWEEP_FILE in names
+    from_file = report.make_report(uri, parent)
+    fetched = report.make_report(uri, parent, method="sqlite")
+    assert from_file.fetch_method.startswith(SWEEP_FILE) and fetched.fetch_method == "sqlite"
+    a = {r.run_id: r.curves for r in from_file.runs}
+    b = {r.run_id: r.curves for r in fetched.runs}
+    assert a.keys() == b.keys() == {j.run_id for j in jobs}
+    for run_id in a:
+        assert a[run_id].keys() == b[run_id].keys()
+        assert "lr" in a[run_id]       # a bold-driver run is in the sweep: rates drawn
+        for key, (steps, values) in a[run_id].items():
+            assert steps.tolist() == b[run_id][key][0].tolist()
+            assert values.tolist() == b[run_id][key][1].tolist()
+    diverged = next(j for j in jobs if j.number == 1)
+    curves = a[diverged.run_id]     # its loss became NaN: that point is not logged
+    assert len(curves["train/loss"][0]) < len(curves["val/accuracy"][0])
+    assert [r.run_id for r in from_file.runs] == [r.run_id for r in fetched.runs]

@@ -25,9 +25,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from nets.store.tags import SWEEP_CURVES
+
 SEED_KEY = "seed"
 IGNORED_PARAM_PREFIXES = ("tracking.", "diagnostics.")
-CURVE_KEYS = ("train/loss", "val/loss", "train/accuracy", "val/accuracy", "train/mae", "val/mae")
+CURVE_KEYS = tuple(k for k in SWEEP_CURVES if k != "lr")   # the rate: adaptive runs only
 SUMMARY_PREFIXES = ("best/", "final/", "data/")
 LOWER_IS_BETTER = ("loss", "mae", "mse", "sse", "rmse", "error", "epoch")
 FAILED = ("FAILED", "KILLED")

@@ -28,7 +28,7 @@ from nets.report.model import (CURVE_KEYS, SUMMARY_PREFIXES, Report, ReportError
                                Sweep, adaptive, apply_filters, build_report, curve_of,
                                dedupe, default_metric, matches, parse_filter)
 from nets.store import read, uri as store_uri
-from nets.store.curves import CurveFetch
+from nets.store.curves import SWEEP_FILE, CurveFetch, sweep_curves
 from nets.store.tags import logged_key, nets_key, nets_metrics
 from nets.store.uri import safe_uri
 
@@ -218,25 +218,40 @@ class _Wanted:
     seen before it). Runs that turn out superseded are fetched and dropped.
     """
 
-    def __init__(self, fetch: "CurveFetch", metric: str | None, filters):
-        self.fetch, self.filters = fetch, filters
+    def __init__(self, fetch: "CurveFetch", metric: str | None, filters, stored: dict):
+        self.fetch, self.filters, self.stored = fetch, filters, stored
         self.keys = list(CURVE_KEYS)
         extra = curve_of(metric) if metric else None
         if extra and extra not in self.keys and not extra.startswith(SUMMARY_PREFIXES):
             self.keys.append(extra)
         self.seen: list[RunRow] = []
         self.lr = False
+        self.from_file: set[str] = set()   # runs whose wanted curves are all in ``stored``
+
+    def _add(self, rows: list[RunRow], keys: list[str]) -> None:
+        """Fetch ``keys`` (the ones each run logged) of the runs the sweep's curves file
+        does not hold whole."""
+        spelled = _spellings(keys)
+        fetch = {}
+        for r in rows:
+            logged = _spellings(r.metrics)
+            stored = self.stored.get(r.run_id)
+            if stored is not None and all(any(s in stored for s in _spellings([k]))
+                                          for k in keys if k in r.metrics):
+                self.from_file.add(r.run_id)
+            else:
+                self.from_file.discard(r.run_id)
+                fetch[r.run_id] = logged
+        self.fetch.add(fetch, spelled, fetch)
 
     def __call__(self, rows: list[RunRow]) -> None:
         rows = [r for r in rows if matches(r, self.filters)]
         self.seen.extend(rows)
-        avail = {r.run_id: _spellings(r.metrics) for r in rows}
-        self.fetch.add(avail, _spellings(self.keys), avail)
+        self._add(rows, self.keys)
         if not self.lr and any(adaptive(r) for r in rows):
             self.lr, rows = True, self.seen  # the rate's trace is the story (bold driver)
         if self.lr:
-            self.fetch.add((r.run_id for r in rows), _spellings(["lr"]),
-                           {r.run_id: _spellings(r.metrics) for r in rows})
+            self._add(rows, self.keys + ["lr"])
 
 
 def _spellings(keys) -> list[str]:
@@ -253,8 +268,12 @@ def _make_report(uri, ident, metric, ascending, filters, experiment, all_attempt
     parent = find_sweep(client, uri, ident, experiment)
     parsed = [parse_filter(f) for f in filters]
     explicit = metric is not None
+    # The curves the launcher kept on the parent (one read), unless a way of fetching
+    # is forced (a check of that way).
+    stored = sweep_curves(client, uri, parent) if method is None else {}
     with CurveFetch(uri, client, method, note) as fetch:
-        sweep = collect(client, uri, parent, all_attempts, _Wanted(fetch, metric, parsed))
+        wanted = _Wanted(fetch, metric, parsed, stored)
+        sweep = collect(client, uri, parent, all_attempts, wanted)
         timings["runs"] = time.perf_counter() - t
         if not sweep.runs:
             raise ReportError(f"sweep {sweep.name!r} (run {parent.info.run_id}) has no child "
@@ -266,6 +285,11 @@ def _make_report(uri, ident, metric, ascending, filters, experiment, all_attempt
         metric = metric or default_metric(runs)
         t = time.perf_counter()
         curves, how = fetch.result()
+    if wanted.from_file:
+        curves.update({r: stored[r] for r in wanted.from_file})
+        how = f"{SWEEP_FILE} ({len(wanted.from_file)} runs)" + (
+            f" + {how}" if how != "none" else "")
+    del stored
     lr = any(adaptive(r) for r in runs)
     for r in runs:
         got = curves.get(r.run_id, {})

@@ -28,7 +28,8 @@ import yaml
 
 from nets import diagnostics
 from nets.runs import usercode
-from nets.store.keys import flatten
+from nets.store.keys import finite, flatten
+from nets.store.tags import SWEEP_CURVES, logged_key
 from nets.train import Result, Run, build_run
 
 # The sections a run config is split into at the border; only ``core`` decides the numbers.
@@ -239,6 +240,9 @@ class JobStatus:
     error: str | None = None         # one line
     diagnosis: str | None = None     # verdict names, e.g. "class_collapse,saturated_units"
     metrics: dict = field(default_factory=dict)
+    # In a sweep: the report's curves as logged, ``{logged key: (steps, values)}`` (the
+    # launcher keeps them on the parent run: ``nets.store.curves.SWEEP_FILE``).
+    curves: dict = field(default_factory=dict)
 
 
 PROGRESS = ("auto", "bar", "lines", "off")
@@ -340,7 +344,15 @@ def run_job(spec: JobSpec, stream=None, data=None, recorder=None) -> JobStatus:
             rec.log_params(flatten(core))
             rec.log_text(yaml.safe_dump(cfg, sort_keys=False), "config.yaml")
             rec.log_text(yaml.safe_dump(list(spec.overrides)), "overrides.yaml")
-        callbacks = [progress] + ([lambda e, m: rec.log_metrics(m, e)] if rec else [])
+        kept: dict[str, dict[int, float]] = {k: {} for k in SWEEP_CURVES} if attached else {}
+
+        def keep(epoch: int, metrics: Mapping[str, float]) -> None:
+            for k, points in kept.items():   # what RunRecorder.log_metrics writes of them
+                v = finite(metrics.get(k))
+                if v is not None:
+                    points[int(epoch)] = v
+
+        callbacks = [progress] + ([lambda e, m: rec.log_metrics(m, e), keep] if rec else [])
         trainer = run.trainer()
         # The user's own components: source files recorded, gradients checked, before
         # the first update.
@@ -372,7 +384,9 @@ def run_job(spec: JobSpec, stream=None, data=None, recorder=None) -> JobStatus:
             else:
                 rec.end("FINISHED")
         return JobStatus("FINISHED", rec.run_id if rec else None, res.outcome,
-                         diagnosis=verdict, metrics={k: float(v) for k, v in summ.items()})
+                         diagnosis=verdict, metrics={k: float(v) for k, v in summ.items()},
+                         curves={logged_key(k): (list(p), list(p.values()))
+                                 for k, p in kept.items() if p})
     except BaseException as exc:  # noqa: BLE001 - the run must end whatever happened
         if attached:  # the launcher records the failure, with this traceback
             with _quiet():

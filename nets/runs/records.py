@@ -214,6 +214,23 @@ def forked(rec) -> bool:
     return isinstance(rec, RecorderProcess)
 
 
+def log_sweep_curves(parent, curves: dict) -> None:
+    """The FINISHED jobs' report curves, ``{run id: {key: (steps, values)}}``, as one
+    file on the parent run (``nets.store.curves.SWEEP_FILE``: a report reads it instead
+    of every run's histories; a run it lacks is fetched as before)."""
+    if not curves:
+        return
+    import tempfile
+    from pathlib import Path
+
+    from nets.store.curves import SWEEP_FILE, pack
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d, SWEEP_FILE)
+        path.write_bytes(pack(curves))
+        parent.log_file(path)
+
+
 def record_failure(rec, status: str, line: str, tb: str) -> None:
     rec.set_tags({"nets.error": line[:500]})
     rec.log_text(tb, "error.txt")

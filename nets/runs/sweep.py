@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from nets.runs import console, records
 from nets.runs.console import resume_command  # noqa: F401 - the public hint
 from nets.runs.settings import BLAS_ENV, Settings, cores, workers_for  # noqa: F401
@@ -88,6 +90,7 @@ class Job:
     metrics: dict = field(default_factory=dict)
     diagnosis: str | None = None
     value: Any = None                  # what the worker-side fn returned
+    curves: dict = field(default_factory=dict)   # nets' own job's, for the parent's file
     # Whether the task needs its run to be MLflow's active run in the worker (it logs
     # through MLflow itself); ``None``: unless ``fn`` says it records through the
     # recorder its worker hands it (``fn.nets_recorder``, nets' own job).
@@ -477,6 +480,8 @@ class Sweep:
         job.metrics, job.diagnosis = res.metrics, res.diagnosis
         job.run_id = res.run_id or job.run_id
         job.value = res.value
+        job.curves = {k: (np.asarray(st, np.int64), np.asarray(v, np.float64))
+                      for k, (st, v) in res.curves.items()}   # 16 bytes a point, kept
         for run_id, line in res.late:
             self._late(run_id, line)
 
@@ -610,8 +615,12 @@ class Sweep:
                                  "sweep/seconds": time.monotonic() - self.t0})
                 rec.set_tags({"nets.sweep_status": status,
                               "nets.interrupted": str(self.interrupted).lower()})
-                rec.log_text(_jobs_yaml(self._groups()[(uri, exp)]), "jobs.yaml")
+                group = self._groups()[(uri, exp)]
+                rec.log_text(_jobs_yaml(group), "jobs.yaml")
                 rec.log_text(console.summary_text(self) + "\n", "summary.txt")
+                records.log_sweep_curves(rec, {j.run_id: j.curves for j in group
+                                               if j.status == "FINISHED" and j.run_id
+                                               and j.curves})
             finally:
                 rec.end(status)
 

@@ -89,6 +89,7 @@ class JobResult:
     # Earlier jobs of this worker whose run's end could not be recorded after their
     # result went back: ``(run id, one line)`` (``records.settle_recorders``).
     late: list = field(default_factory=list)
+    curves: dict = field(default_factory=dict)   # nets' own job's (``JobStatus.curves``)
 
 
 def one_line(exc: BaseException) -> str:
@@ -239,14 +240,12 @@ def _picklable(value: Any) -> Any:
     return value if picklable(value) else f"(not picklable) {value!r}"[:2000]
 
 
-def _own_job_summary(value: Any) -> tuple | None:
-    """``(diagnosis, metrics)`` when the task was nets' own job (its ``JobStatus``, or
-    Hydra's ``JobReturn`` holding it)."""
+def _own_job(value: Any):
+    """nets' own job's ``JobStatus`` when the task was one (itself, or in Hydra's
+    ``JobReturn``), else ``None``."""
     job = sys.modules.get("nets.runs.job")
     value = getattr(value, "_return_value", value)   # never the getter: it may raise
-    if job is not None and isinstance(value, job.JobStatus):
-        return value.diagnosis, dict(value.metrics or {})
-    return None
+    return value if job is not None and isinstance(value, job.JobStatus) else None
 
 
 def execute(task: Task) -> JobResult:
@@ -273,11 +272,15 @@ def execute(task: Task) -> JobResult:
     finally:
         _IN_JOB, _LOG, _RECORDER = False, None, None
     status = guard.status or "FINISHED"
-    diagnosis, metrics = None, {}
+    diagnosis, metrics, curves = None, {}, {}
+    own = _own_job(value)
+    if own is not None:   # its curves go back once, in the result, not in the value too
+        curves, own.curves = own.curves, {}
     if rec is not None:
         try:
-            diagnosis, metrics = records.close_job_run(rec, task.record, status,
-                                                       _own_job_summary(value))
+            diagnosis, metrics = records.close_job_run(
+                rec, task.record, status,
+                (own.diagnosis, dict(own.metrics or {})) if own is not None else None)
         except Exception as e:  # noqa: BLE001 - the janitor will end the run
             log.write(f"== could not end the run: {one_line(e)}\n")
             if status == "FINISHED":   # its record is not whole: not a finished job
@@ -291,7 +294,8 @@ def execute(task: Task) -> JobResult:
             pass
     return JobResult(status, rec.run_id if rec is not None else None, guard.error, diagnosis,
                      {k: float(v) for k, v in metrics.items()},
-                     _picklable(value), records.settle_recorders(wait=False))
+                     _picklable(value), records.settle_recorders(wait=False),
+                     curves if status == "FINISHED" and rec is not None else {})
 
 
 def drain() -> list[tuple[str, str]]:

@@ -318,6 +318,68 @@ class CurveFetch:
         return self._gather()
 
 
+# -- a sweep's curves in one file -------------------------------------------------------
+
+SWEEP_FILE = "curves.npz"   # on a sweep's parent run: its jobs' report curves, as logged
+
+
+def pack(curves: Mapping[str, Mapping[str, tuple]]) -> bytes:
+    """``{run id: {logged key: (steps, values)}}`` as the bytes of a ``SWEEP_FILE``.
+
+    The launcher has every job's curves in hand when the sweep ends (each job returns
+    them); one file on the parent run lets a report over a server read them in one
+    request instead of the server serving every point of every run (most of a 1,000-run
+    report's time there: ``tests/benchmarks/bench_growth.py``). Columns of numbers, like
+    ``_Points``: 20 bytes a point before compression.
+    """
+    import io
+
+    runs = list(curves)
+    keys = sorted({k for c in curves.values() for k in c})
+    where = {k: i for i, k in enumerate(keys)}
+    cols: list[list[np.ndarray]] = [[], [], [], []]
+    for i, run in enumerate(runs):
+        for k, (steps, values) in curves[run].items():
+            n = len(steps)
+            for col, part in zip(cols, (np.full(n, i, np.int32), np.full(n, where[k], np.int32),
+                                        np.asarray(steps, np.int64),
+                                        np.asarray(values, np.float64))):
+                col.append(part)
+    run, key, step, value = (np.concatenate(c) if c else np.zeros(0, t) for c, t in
+                             zip(cols, (np.int32, np.int32, np.int64, np.float64)))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, runs=np.array(runs, dtype=str), keys=np.array(keys, dtype=str),
+                        run=run, key=key, step=step, value=value)
+    return buf.getvalue()
+
+
+def unpack(path: str | Path) -> dict[str, dict[str, Curve]]:
+    """A ``SWEEP_FILE`` read back: ``{run id: {logged key: (steps, values)}}``, as
+    ``CurveFetch.result`` gives them (sorted by step, one point a step)."""
+    with np.load(path, allow_pickle=False) as z:
+        points = _Points([str(r) for r in z["runs"]], [str(k) for k in z["keys"]])
+        points.add_indexed(z["run"], z["key"], z["step"], np.zeros(len(z["step"]), np.int64),
+                           z["value"])
+    return points.curves()
+
+
+def sweep_curves(client, uri: str, parent) -> dict[str, dict[str, Curve]]:
+    """The curves the launcher kept on the sweep's ``parent`` run (``{}`` when it has
+    no such file: an older or an interrupted sweep, or one that is not nets')."""
+    import tempfile
+
+    from nets.store.read import artifact_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = artifact_file(client, uri, parent, SWEEP_FILE, tmp)
+        if path is None:
+            return {}
+        try:
+            return unpack(path)
+        except (OSError, ValueError, KeyError):   # not one of ours: fetch as usual
+            return {}
+
+
 def fetch_curves(uri: str, run_ids: Sequence[str], keys: Sequence[str],
                  available: Mapping[str, Iterable[str]] | None = None,
                  method: str | None = None, client=None,

@@ -23,6 +23,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+# The per-epoch curves a sweep report draws (the rate for adaptive schedules), in the
+# engine's spelling: what a sweep job returns to its launcher for the parent's curves file.
+SWEEP_CURVES = ("train/loss", "val/loss", "train/accuracy", "val/accuracy", "train/mae",
+                "val/mae", "lr")
+
 TAGS: dict[str, str] = {
     # -- every run nets records (nets.runs.job) -------------------------------------------
     "nets.config_hash": "hash of everything that sets the numbers (not tracking/diagnostics)",

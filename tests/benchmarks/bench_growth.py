@@ -27,6 +27,12 @@ server has set up its workers long before), it also takes the CPU seconds the se
 backends) spent on the report and on the resume check: on one machine the command and
 the server share the cores, and most of a read over a server is the server's work.
 
+After each fill the parent gets the curves file a nets sweep's launcher leaves when the
+sweep ends (``curves.npz``: every FINISHED job's report curves, which each job returns
+to the launcher; here rebuilt from each run's job number with the same function); the
+report reads it instead of every run's histories. ``--no-file`` measures without it
+(a sweep that was not nets' or did not end).
+
 It prints seconds per command per size, the growth factor per 10× (≈10 = linear), and
 the goals: report <= 10 s at 1,000 runs over a server and <= 30 s at 10,000; resume
 check <= 5 s at 1,000 points; report memory <= 1 GB at 10,000 runs.
@@ -148,13 +154,11 @@ def fill(uri: str, exp: str, parent: str, start: int, stop: int, threads: int,
         fast_sqlite_writes()
     client = MlflowClient(uri)
     base = base_params()
-    lrs = [round(0.5 * 0.8 ** k, 6) for k in range(20)]
     hidden = ["[16]", "[32]", "[64]", "[128]", "[64, 32]"]
     acts = ["sigmoid", "tanh", "relu", "elu"]
 
     def one(i: int) -> None:
-        rng = np.random.default_rng(i)
-        lr, h = lrs[i % 20], hidden[(i // 20) % 5]
+        lr, h = LRS[i % 20], hidden[(i // 20) % 5]
         act, seed = acts[(i // 100) % 4], i // 400
         params = {**base, "optimizer.lr": str(lr), "model.hidden": h, "model.activation": act,
                   "seed": str(seed)}
@@ -163,15 +167,13 @@ def fill(uri: str, exp: str, parent: str, start: int, stop: int, threads: int,
             "nets.job_hash": f"{i:016x}",
             "nets.task": "classification", "nets.sweep_role": "job", "nets.job": str(i)})
         e = np.arange(EPOCHS)
-        tl = 2.3 * np.exp(-lr * e * 2) + 0.05 + 0.02 * rng.random(EPOCHS)
-        vl = tl + 0.05 + 0.03 * rng.random(EPOCHS)
-        ta = np.clip(1 - tl / 2.5 + 0.02 * rng.standard_normal(EPOCHS), 0, 1)
-        va = np.clip(ta - 0.03 + 0.02 * rng.standard_normal(EPOCHS), 0, 1)
+        curves = synthetic_curves(i)
+        va = curves["val/accuracy"]
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(y), now, int(s)) for k, ys in
-                   (("train/loss", tl), ("val/loss", vl), ("train/accuracy", ta),
-                    ("val/accuracy", va), ("lr", np.full(EPOCHS, lr)),
-                    ("health/grad_norm/dense0", np.exp(-e / 20))) for s, y in enumerate(ys)]
+                   (*curves.items(), ("health/grad_norm/dense0", np.exp(-e / 20)))
+                   for s, y in enumerate(ys)]
+        tl, vl = curves["train/loss"], curves["val/loss"]
         b = int(np.argmax(va))
         metrics += [Metric(k, float(v), now, 0) for k, v in {
             "best/val_accuracy": va[b], "best/epoch": b, "final/val_accuracy": va[-1],
@@ -192,6 +194,45 @@ def fill(uri: str, exp: str, parent: str, start: int, stop: int, threads: int,
     finally:
         pool.shutdown(wait=True, cancel_futures=True)   # Ctrl-C: stop writing at once
     return time.perf_counter() - t
+
+
+LRS = [round(0.5 * 0.8 ** k, 6) for k in range(20)]
+
+
+def synthetic_curves(i: int) -> dict:
+    """Run ``i``'s report curves, as ``fill`` logs them (the same every time)."""
+    import numpy as np
+
+    rng = np.random.default_rng(i)
+    lr, e = LRS[i % 20], np.arange(EPOCHS)
+    tl = 2.3 * np.exp(-lr * e * 2) + 0.05 + 0.02 * rng.random(EPOCHS)
+    vl = tl + 0.05 + 0.03 * rng.random(EPOCHS)
+    ta = np.clip(1 - tl / 2.5 + 0.02 * rng.standard_normal(EPOCHS), 0, 1)
+    va = np.clip(ta - 0.03 + 0.02 * rng.standard_normal(EPOCHS), 0, 1)
+    return {"train/loss": tl, "val/loss": vl, "train/accuracy": ta, "val/accuracy": va,
+            "lr": np.full(EPOCHS, lr)}
+
+
+def sweep_file(client, exp: str, parent: str) -> None:
+    """The parent's curves file, as the launcher leaves it when a sweep of these runs
+    ends (``nets.runs.records.log_sweep_curves``, from what each job returned: here
+    rebuilt from each run's job number)."""
+    import numpy as np
+
+    from nets.runs.records import log_sweep_curves
+    from nets.store import read
+
+    steps = np.arange(EPOCHS)
+    curves = {r.info.run_id: {k: (steps, v) for k, v in
+                              synthetic_curves(int(r.data.tags["nets.job"])).items()}
+              for r in read.children(client, [exp], parent)}
+
+    class Parent:       # what log_sweep_curves needs of the launcher's parent recorder
+        @staticmethod
+        def log_file(path):
+            client.log_artifact(parent, str(path))
+
+    log_sweep_curves(Parent, curves)
 
 
 def real_run(uri: str, exp: str) -> str:
@@ -322,7 +363,7 @@ def measure(uri: str, server: str | None, exp: str, parent: str, real: str, n: i
 
 
 def run_store(kind: str, sizes: list[int], work: Path, threads: int, procs: int,
-              workers: int, keep: bool = False) -> dict:
+              workers: int, keep: bool = False, no_file: bool = False) -> dict:
     from nets.store import client as store_client, read
 
     services = Services(work / "services")
@@ -370,6 +411,8 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int, procs: int,
             took = (fill(write_uri, exp, parent, have, n, write_threads, write_procs)
                     if n > have else 0.0)
             have = max(have, n)
+            if not no_file:
+                sweep_file(MlflowClient(uri), exp, parent)
             print(f"  {kind}: {n} runs written in {took:.0f} s; measuring", flush=True)
             if kind == "sqlite":
                 services.wait_healthy(server)
@@ -448,6 +491,9 @@ def main() -> None:
                    help="processes filling the PostgreSQL store (SQLite: one writer)")
     p.add_argument("--workers", type=int, default=4,
                    help="mlflow server worker processes (MLflow's default: 4)")
+    p.add_argument("--no-file", action="store_true",
+                   help="no curves file on the parent (a sweep nets' launcher did not end: "
+                        "the report fetches every run's histories)")
     a = p.parse_args()
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"   # a line per run written
     sizes = sorted(int(s) for s in a.sizes.split(","))
@@ -462,7 +508,7 @@ def main() -> None:
             shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True, exist_ok=True)
         results[kind] = run_store(kind, sizes, d, a.threads, a.procs, a.workers,
-                                  keep=bool(a.workdir))
+                                  keep=bool(a.workdir), no_file=a.no_file)
         (work / f"results-{kind}.json").write_text(json.dumps(results[kind]))
     print("\nwall seconds per command (whole commands in a fresh interpreter, except the "
           "resume check and the UI request); '... CPU': CPU seconds of the command's own "
