@@ -116,65 +116,6 @@ class RunSpec:
     recorder: str | None = None
 
 
-# How long a job waits for the warm server its launcher started beside it (importing
-# mlflow takes ~3.5 s of CPU; on a loaded machine several times that).
-RECORDER_WAIT = 60.0
-_RECORDERS: dict[str, list] = {}   # socket -> this worker's kept recorder processes
-_LATE: list[tuple[str, str]] = []   # (run id, one line): ends that failed after the fact
-KEEP = 2   # one ends the last job's run while the other records the next job
-
-
-def _recorder(path: str):
-    """A recorder process for this worker's next job from the warm server at ``path``:
-    a kept one that is done with its last run (its store open, its statements
-    compiled), else a new one while fewer than ``KEEP`` are kept, else the oldest once
-    it is done; ``None`` when the server does not answer."""
-    from nets.runs.writer import RecorderProcess
-
-    pool = _RECORDERS.setdefault(path, [])
-    _settle(pool, wait=False)
-    for rec in [r for r in pool if not r.busy and not r.reusable]:   # its child is gone
-        pool.remove(rec)
-        rec.close()
-    if len(pool) >= KEEP and not any(r.reusable for r in pool):
-        _settle(pool[:1], wait=True)  # the oldest is still ending its run
-    for rec in list(pool):
-        if rec.reusable:
-            pool.remove(rec)
-            pool.append(rec)          # the most recently used last
-            return rec
-    rec = RecorderProcess.forked(path, wait=RECORDER_WAIT)
-    if rec is not None:
-        pool.append(rec)
-    return rec
-
-
-def _settle(recs: list, wait: bool) -> None:
-    """Hear how the kept recorders ``recs`` ended their last runs (``wait``: until they
-    have; else only what they said already); a failed end goes to ``_LATE``."""
-    from nets.runs.writer import WriterError
-
-    for rec in list(recs):
-        try:
-            rec.settle() if wait else rec.poll()
-        except WriterError as e:
-            _LATE.append((rec.run_id, str(e)))
-            for pool in _RECORDERS.values():
-                if rec in pool:
-                    pool.remove(rec)
-
-
-def settle_recorders(wait: bool = True) -> list[tuple[str, str]]:
-    """``(run id, one line)`` for every run a kept recorder could not end after its
-    job's result went back (``close_job_run``): heard so far, or (``wait``) once every
-    kept recorder is done. A worker reports them with its next result and when drained
-    at the sweep's end."""
-    for pool in list(_RECORDERS.values()):
-        _settle(list(pool), wait)
-    late, _LATE[:] = list(_LATE), []
-    return late
-
-
 def open_job_run(spec: RunSpec):
     """Create the child run and log the config; the recorder.
 
@@ -185,7 +126,9 @@ def open_job_run(spec: RunSpec):
     tags = {**spec.tags, "nets.host": socket.gethostname(), "nets.pid": os.getpid()}
     overrides = "".join(f"- {o}\n" for o in spec.overrides) or "[]\n"
     if spec.recorder:
-        rec = _recorder(spec.recorder)
+        from nets.runs import recorders
+
+        rec = recorders.take(spec.recorder)
         if rec is not None:
             # The launcher ends a lost job's run (FAILED, with the reason it knows).
             rec.open(spec.uri, None, spec.experiment_id, spec.name, tags,
@@ -205,13 +148,6 @@ def open_job_run(spec: RunSpec):
     rec.log_text(overrides, "overrides.yaml")
     active.activate(spec.uri, rec.run_id, spec.experiment_id)
     return rec
-
-
-def forked(rec) -> bool:
-    """Whether ``rec`` is a recorder process (not a ``RunRecorder`` in this process)."""
-    from nets.runs.writer import RecorderProcess
-
-    return isinstance(rec, RecorderProcess)
 
 
 def log_sweep_curves(parent, curves: dict) -> None:
@@ -241,8 +177,10 @@ def close_job_run(rec, spec: RunSpec, status: str, known: tuple | None = None
     """Diagnose a FINISHED job from its logged curves (unless the task already did), end
     the run with ``status``; ``(diagnosis, a few summary metrics)``. ``known``: the
     ``(diagnosis, metrics)`` nets' own job returned (no need to read them back)."""
+    from nets.runs import recorders
+
     diagnosis, summary = None, {}
-    if forked(rec):   # nets' own job, through a recorder process: it diagnosed itself
+    if recorders.forked(rec):   # nets' own job, through a recorder process: it diagnosed itself
         try:
             if status == "FINISHED" and known is not None:
                 diagnosis = known[0]
@@ -250,7 +188,7 @@ def close_job_run(rec, spec: RunSpec, status: str, known: tuple | None = None
                            if k.startswith(("best/", "final/"))}
         finally:
             # Everything the run needs is with the recorder; the job's result goes back
-            # while it writes the last of it (``settle_recorders`` hears how that went).
+            # while it writes the last of it (``recorders.settle`` hears how that went).
             rec.end(status, keep=True, wait=False)   # kept for a later job
         return diagnosis, summary
     from nets.store import active

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from nets.runs import records
+from nets.runs import recorders, records
 from nets.runs.cleanup import pid_alive
 from nets.runs.settings import MLFLOW_ENV
 
@@ -87,7 +87,7 @@ class JobResult:
     metrics: dict = field(default_factory=dict)
     value: Any = None                # what ``task.fn`` returned (made picklable)
     # Earlier jobs of this worker whose run's end could not be recorded after their
-    # result went back: ``(run id, one line)`` (``records.settle_recorders``).
+    # result went back: ``(run id, one line)`` (``recorders.settle``).
     late: list = field(default_factory=list)
     curves: dict = field(default_factory=dict)   # nets' own job's (``JobStatus.curves``)
 
@@ -263,7 +263,7 @@ def execute(task: Task) -> JobResult:
         limit_blas(task.blas_threads)
         if task.record is not None:
             rec = guard.rec = records.open_job_run(task.record)
-            if records.forked(rec):
+            if recorders.forked(rec):
                 _RECORDER = (task.record, rec)
         value = task.fn(task.payload, guard)
     except BaseException as e:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, ...
@@ -294,14 +294,14 @@ def execute(task: Task) -> JobResult:
             pass
     return JobResult(status, rec.run_id if rec is not None else None, guard.error, diagnosis,
                      {k: float(v) for k, v in metrics.items()},
-                     _picklable(value), records.settle_recorders(wait=False),
+                     _picklable(value), recorders.settle(wait=False),
                      curves if status == "FINISHED" and rec is not None else {})
 
 
 def drain() -> list[tuple[str, str]]:
     """Run in an idle worker when the sweep ends: the runs its recorder is still ending
-    are ended (``records.settle_recorders``) before the launcher's janitor looks."""
-    return records.settle_recorders()
+    are ended (``recorders.settle``) before the launcher's janitor looks."""
+    return recorders.settle()
 
 
 # -- driver side: one slot ----------------------------------------------------------------
