@@ -7,8 +7,9 @@ Hydra app through the whole launcher see ``bench_own_code.py``.
 
 - 1 worker vs 2 workers, tracked, jobs of about 5 s: the speed-up over the whole sweep
   (store check, parent run, worker start-up, janitor included) and once the workers are
-  up. Target (issue 4): >= 1.8x on a 2-core machine. Worker start-up (about 3 s: the
-  imports of mlflow, SQLAlchemy, scikit-learn, matplotlib) is paid once per worker.
+  up. Target (issue 4): >= 1.8x on a 2-core machine. Worker start-up (nets and numpy:
+  a worker records nets' own jobs through recorders forked by the warm recorder, so it
+  never imports mlflow) is paid once per worker.
 - Per-job fixed overhead (dispatch, run creation, params, metrics, artifacts): with short
   jobs and 1 worker, the jobs phase minus the same trainings run in this process without
   tracking, per job; a sweep with tracking off splits it into dispatch and recording.
@@ -20,7 +21,8 @@ Hydra app through the whole launcher see ``bench_own_code.py``.
 
 Timings on a shared machine vary with its load; the load average is printed.
 
-    python tests/benchmarks/bench_sweep.py [--epochs 1200] [--short-epochs 20] [--repeats 1] [--cli] [--plan-only]
+    python tests/benchmarks/bench_sweep.py [--epochs 1200] [--short-epochs 20] [--repeats 1] [--cli]
+                                           [--plan-only] [--no-speed-up]
 """
 
 from __future__ import annotations
