@@ -146,6 +146,7 @@ def test_a_dead_worker_s_run_is_ended_failed_with_what_it_sent(tmp_path):
     assert "worker died" in run.data.tags["nets.error"]
 
 
+@pytest.mark.slow
 def test_a_task_that_logs_through_mlflow_gets_the_active_run(tmp_path):
     s, jobs, uri = sweep(tmp_path, fluent_job, 2)
     assert [j.status for j in jobs] == ["FINISHED"] * 2, s.out.getvalue()
@@ -155,6 +156,7 @@ def test_a_task_that_logs_through_mlflow_gets_the_active_run(tmp_path):
         assert [m.value for m in c.get_metric_history(j.run_id, "user/score")] == [0.5]
 
 
+@pytest.mark.slow
 def test_without_a_warm_recorder_own_jobs_are_recorded_in_the_worker(tmp_path, monkeypatch):
     monkeypatch.setenv("NETS_WARM_RECORDER", "0")
     s, jobs, uri = sweep(tmp_path, own_job, 2)
@@ -165,6 +167,7 @@ def test_without_a_warm_recorder_own_jobs_are_recorded_in_the_worker(tmp_path, m
     assert all(len(c.get_metric_history(j.run_id, "curves/loss_train")) == 4 for j in jobs)
 
 
+@pytest.mark.slow
 def test_a_second_sweep_in_the_process_reuses_the_worker_and_its_recorder(tmp_path):
     first, jobs1, _ = sweep(tmp_path / "a", own_job, 1)
     second, jobs2, uri = sweep(tmp_path / "b", own_job, 1)
