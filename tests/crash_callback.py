@@ -21,35 +21,44 @@ ENV = "NETS_TEST_CRASH"
 
 class Crash(Callback):
     def on_job_start(self, config, **kwargs) -> None:
-        from nets.store import write as store_write
-
         wanted = dict(p.split(":", 1) for p in os.environ.get(ENV, "").split(",") if ":" in p)
         number = int(config.hydra.job.num)
-        mode = wanted.get(str(number))
-        original = getattr(store_write.RunRecorder, "_uncrashed", None)
-        if original is not None:  # a reused worker: undo an earlier job's patch
-            store_write.RunRecorder.log_metrics = original
-        if mode is None:
-            return
-        original = store_write.RunRecorder.log_metrics
+        # Whatever records the job: a recorder process the worker keeps (nets' own job),
+        # or a RunRecorder in the worker (imported only if something imported it).
+        from nets.runs.writer import RecorderProcess
 
-        def crashing(self, metrics, step):
-            original(self, metrics, step)
-            if step >= 1:
-                self.flush()
-                if mode == "raise":
-                    raise RuntimeError(f"test crash in job {number}")
-                if mode == "unpicklable":
-                    class Unpicklable(Exception):  # local class: pickle cannot find it
-                        pass
+        classes = [RecorderProcess]
+        if "nets.store.write" in sys.modules:
+            classes.append(sys.modules["nets.store.write"].RunRecorder)
+        for cls in classes:
+            _patch(cls, number, wanted.get(str(number)))
 
-                    raise Unpicklable(f"test crash in job {number}")
-                if mode == "exit":
-                    os._exit(3)
-                if mode == "sigkill":
-                    os.kill(os.getpid(), signal.SIGKILL)
-                if mode == "sys_exit":
-                    sys.exit(2)
 
-        store_write.RunRecorder._uncrashed = original
-        store_write.RunRecorder.log_metrics = crashing
+def _patch(cls, number: int, mode: str | None) -> None:
+    original = getattr(cls, "_uncrashed", None)
+    if original is not None:  # a reused worker: undo an earlier job's patch
+        cls.log_metrics = original
+    if mode is None:
+        return
+    original = cls.log_metrics
+
+    def crashing(self, metrics, step):
+        original(self, metrics, step)
+        if step >= 1:
+            self.flush()
+            if mode == "raise":
+                raise RuntimeError(f"test crash in job {number}")
+            if mode == "unpicklable":
+                class Unpicklable(Exception):  # local class: pickle cannot find it
+                    pass
+
+                raise Unpicklable(f"test crash in job {number}")
+            if mode == "exit":
+                os._exit(3)
+            if mode == "sigkill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if mode == "sys_exit":
+                sys.exit(2)
+
+    cls._uncrashed = original
+    cls.log_metrics = crashing

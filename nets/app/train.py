@@ -99,8 +99,9 @@ def _plain_of(cfg: DictConfig) -> dict:
 def train(cfg: DictConfig, overrides: list[str] | None = None) -> JobStatus:
     """Check the composed config, prepare the store, run and record one job.
 
-    Inside a sweep of the ``nets`` launcher the job's run is already open and active
-    (the launcher made it): the job records into it instead of opening its own.
+    Inside a sweep of the ``nets`` launcher the job's run is already open (its worker
+    opened it, through a recorder process or as MLflow's active run): the job records
+    into it instead of opening its own.
     """
     plain = appconfig.to_plain(cfg)
     job = in_sweep(plain, overrides)

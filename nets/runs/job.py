@@ -317,6 +317,9 @@ def run_job(spec: JobSpec, stream=None, data=None, recorder=None) -> JobStatus:
                 "nets.task": run.data.task, **git_state(), **blas_state(), **spec.tags}
         if recorder is not None:   # it added the versions when it opened the run
             rec = recorder
+            # The run exists before the first update (created while the job was built):
+            # a worker that dies in training leaves a run for its launcher to end.
+            rec.run_id  # noqa: B018
         else:
             from nets.store import client as store_client, write as store_write
 

@@ -68,6 +68,11 @@ def sweep_run_name(name: str, configs: Iterable[Mapping[str, Any]], resumes: boo
     return f"sweep {name} ({what})" if what else f"sweep {name}"
 
 
+# Seconds a lost job's run may take to appear (its recorder reads what the dead worker
+# sent, and creates the run first) before the launcher records a placeholder instead.
+LATE_RUN_WAIT = 5.0
+
+
 @dataclass
 class Job:
     """One point of the sweep, as the driver tracks it."""
@@ -513,6 +518,12 @@ class Sweep:
             return
         try:
             runs = self._job_runs(job)
+            deadline = time.monotonic() + LATE_RUN_WAIT
+            while not runs and self.recorder and time.monotonic() < deadline:
+                # A recorder process may still be creating the run of a job whose worker
+                # died as it started: wait for it rather than add a second run.
+                time.sleep(0.25)
+                runs = self._job_runs(job)
             for r in runs:
                 if r.info.status == "RUNNING":
                     records.end_run(store.uri, r.info.run_id, status, reason)
