@@ -55,6 +55,7 @@ def test_story2_backprop_over_tolerances_and_data_sets(tmp_path):
     assert "tol=1 data=tiny" in p.stdout  # the user's own report line
 
 
+@pytest.mark.slow   # end to end; the default run stays under 5 minutes
 def test_numpy_classifier_learns_and_is_diagnosed(tmp_path):
     sweep("classifier", tmp_path, "lr=0.001,0.5", "epochs=8")
     c, kids, (parent,) = children(tmp_path)

@@ -49,6 +49,7 @@ def runs_of(launch: Path, experiment: str = "plain_app"):
             [r for r in runs if r.data.tags.get("nets.sweep_role") == "parent"])
 
 
+@pytest.mark.slow   # end to end; the default run stays under 5 minutes
 def test_two_jobs_one_parent_two_finished_children_with_the_apps_points(tmp_path):
     p = sweep(tmp_path, "lr=0.5,2.0")
     assert p.returncode == 0, p.stderr

@@ -116,6 +116,7 @@ def test_resolve_run_by_prefix_name_and_ambiguity(store):
         resolve_run(uri, "beef0000")
 
 
+@pytest.mark.slow   # end to end; the default run stays under 5 minutes
 def test_reproduce_and_report_take_a_short_id(store):
     short = store["run_id"][:8]
     p = run(["nets-reproduce", short, "--print-command"], store["launch"])

@@ -59,6 +59,7 @@ def recorded(cwd: Path) -> list:
     return sorted(c.search_runs([exp.experiment_id]), key=lambda r: r.info.start_time)
 
 
+@pytest.mark.slow   # end to end; the default run stays under 5 minutes
 def test_the_next_run_is_recorded_by_the_warm_recorder_exactly_as_the_first(tmp_path, warm_env):
     env, d = warm_env
     first = nets_train(tmp_path, env)
