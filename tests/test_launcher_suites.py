@@ -33,8 +33,11 @@ DASK = ["hydra.launcher.n_jobs=1", "hydra.launcher.tracking=false",
         "hydra.launcher.connect_timeout=60"]
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _store():
+    # Removed when the session ends, not the module: pytest-xdist (--dist loadscope)
+    # may run this module's classes apart, with other modules between them, and this
+    # process's store client would then hold a deleted file's connection open.
     yield
     shutil.rmtree(STORE, ignore_errors=True)
 
