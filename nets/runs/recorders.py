@@ -72,3 +72,13 @@ def settle(wait: bool = True) -> list[tuple[str, str]]:
 def forked(rec) -> bool:
     """Whether ``rec`` is a recorder process (not a ``RunRecorder`` in this process)."""
     return isinstance(rec, RecorderProcess)
+
+
+def close_all() -> None:
+    """Let every kept recorder go (each ends nothing: ``settle`` first). A worker kept
+    for the next sweep starts it with new recorders: a fork carries the working
+    directory and environment of the job that made it, which the next sweep's jobs
+    need not share."""
+    for pool in _RECORDERS.values():
+        while pool:
+            pool.pop().close()

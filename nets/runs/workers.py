@@ -299,9 +299,12 @@ def execute(task: Task) -> JobResult:
 
 
 def drain() -> list[tuple[str, str]]:
-    """Run in an idle worker when the sweep ends: the runs its recorder is still ending
-    are ended (``recorders.settle``) before the launcher's janitor looks."""
-    return recorders.settle()
+    """Run in an idle worker when the sweep ends: the runs its recorders are still
+    ending are ended (``recorders.settle``) before the launcher's janitor looks, and the
+    recorders go (``recorders.close_all``)."""
+    late = recorders.settle()
+    recorders.close_all()
+    return late
 
 
 # -- driver side: one slot ----------------------------------------------------------------
