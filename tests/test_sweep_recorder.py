@@ -192,6 +192,7 @@ def test_the_parent_keeps_every_job_s_report_curves_as_the_store_has_them(tmp_pa
     adaptive rate, and a run whose loss became NaN (those points are not logged)."""
     from nets.report import sweep as report
     from nets.store.curves import SWEEP_FILE
+    from nets.store.summary import RUNS_FILE
 
     extra = [["schedule=bold_driver", "train.epochs=6"],
              ["optimizer.lr=1e40", "model.activation=relu", "train.epochs=6"], []]
@@ -199,10 +200,13 @@ def test_the_parent_keeps_every_job_s_report_curves_as_the_store_has_them(tmp_pa
     assert [j.status for j in jobs] == ["FINISHED"] * 3, s.out.getvalue()
     (parent,) = {p.parent.run_id for p in s.stores.values()}
     names = {a.path for a in MlflowClient(uri).list_artifacts(parent)}
-    assert SWEEP_FILE in names
+    assert SWEEP_FILE in names and RUNS_FILE in names
     from_file = report.make_report(uri, parent)
     fetched = report.make_report(uri, parent, method="sqlite")
     assert from_file.fetch_method.startswith(SWEEP_FILE) and fetched.fetch_method == "sqlite"
+    # the runs too (all ended within the file's margin, so read again: 3 of 3)
+    assert from_file.sweep.source == f"{RUNS_FILE} (3 runs, 3 read again)"
+    assert fetched.sweep.source == "search"
     a = {r.run_id: r.curves for r in from_file.runs}
     b = {r.run_id: r.curves for r in fetched.runs}
     assert a.keys() == b.keys() == {j.run_id for j in jobs}

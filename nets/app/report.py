@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             + f") in {time.perf_counter() - t0:.1f}s")
     tm = report.timings
     files_s = sum(tm.get(k, 0) for k in ("csv", "html", "png"))
-    line += (f" (runs {tm.get('runs', 0):.1f}s, curves {tm.get('curves', 0):.1f}s via "
+    line += (f" (runs {tm.get('runs', 0):.1f}s from {report.sweep.source}, "
+             f"curves {tm.get('curves', 0):.1f}s via "
              f"{report.fetch_method}, files {files_s:.1f}s)")
     _say(line)
     if args.no_log:

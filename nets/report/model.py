@@ -109,6 +109,7 @@ class Sweep:
     chain: list                                     # parent run ids, newest first
     runs: list                                      # RunRow, one per config hash
     superseded: list = field(default_factory=list)  # earlier attempts of the same config
+    source: str = "search"                          # where the children were read
 
     @property
     def name(self) -> str:

@@ -11,7 +11,9 @@ A resumed sweep's parent names the parent it resumes (tag ``nets.resumes``, writ
 ``nets-sweep --resume``): the children of the whole chain are reported, plus any run
 the parent's ``jobs.yaml`` lists as SKIPPED; among runs with the same
 ``nets.config_hash`` the latest FINISHED one wins (else the latest one), the others
-count as superseded attempts (``all_attempts`` lists them too).
+count as superseded attempts (``all_attempts`` lists them too). A parent that a nets
+launcher ended holds its children as one file, read instead of a search of them all
+(``nets.store.summary``: over a server that search is most of a large report).
 
 Every read goes through ``nets.store.read``; a store that cannot answer is a
 ``ReportError`` (one line).
@@ -27,7 +29,7 @@ from typing import Sequence
 from nets.report.model import (CURVE_KEYS, SUMMARY_PREFIXES, Report, ReportError, RunRow,
                                Sweep, adaptive, apply_filters, build_report, curve_of,
                                dedupe, default_metric, matches, parse_filter)
-from nets.store import read, uri as store_uri
+from nets.store import read, summary, uri as store_uri
 from nets.store.curves import SWEEP_FILE, CurveFetch, sweep_curves
 from nets.store.tags import logged_key, nets_key, nets_metrics
 from nets.store.uri import safe_uri
@@ -155,11 +157,14 @@ def _jobs_yaml_skipped(client, uri: str, run) -> list[str]:
             and isinstance(j.get("run_id"), str) and read.is_run_id(j["run_id"])]
 
 
-def collect(client, uri: str, parent, all_attempts: bool = False, on_rows=None) -> Sweep:
+def collect(client, uri: str, parent, all_attempts: bool = False, on_rows=None,
+            runs_file: bool = True) -> Sweep:
     """The sweep's runs: children of the parent and of the parents it resumes (module doc).
 
     ``on_rows`` is called with each page of new rows as it arrives (before attempts of
     one config are told apart): the caller can start on them while the next page comes.
+    A parent's children come from the file its launcher left (``nets.store.summary``),
+    unless ``runs_file`` is false or it has none: then from a search of them all.
     """
     chain, seen, run = [], set(), parent
     while run is not None and run.info.run_id not in seen:
@@ -179,8 +184,16 @@ def collect(client, uri: str, parent, all_attempts: bool = False, on_rows=None) 
         if new and on_rows is not None:
             on_rows(new)
 
+    filed, again = 0, 0
     for p in chain:
         ids = list(dict.fromkeys(exp_ids + [p.info.experiment_id]))
+        got = summary.children(client, uri, ids, p) if runs_file else None
+        if got is not None:       # the launcher's file, and what changed since (one read)
+            kids, fresh = got
+            filed, again = filed + len(kids), again + fresh
+            for i in range(0, len(kids), read.STREAM_PAGE):
+                take(kids[i:i + read.STREAM_PAGE])
+            continue
         # page by page: MLflow's entities of one page at a time, not of the whole sweep
         for page in read.child_pages(client, uri, ids, p.info.run_id):
             take(page)
@@ -189,7 +202,9 @@ def collect(client, uri: str, parent, all_attempts: bool = False, on_rows=None) 
     runs, superseded = dedupe(list(rows.values()))
     if all_attempts:
         runs, superseded = runs + superseded, []
-    return Sweep(parent, [p.info.run_id for p in chain], runs, superseded)
+    source = (f"{summary.RUNS_FILE} ({filed} runs, {again} read again)" if filed
+              else "search")
+    return Sweep(parent, [p.info.run_id for p in chain], runs, superseded, source)
 
 
 def make_report(uri: str, ident: str | None = None, *, metric: str | None = None,
@@ -273,7 +288,7 @@ def _make_report(uri, ident, metric, ascending, filters, experiment, all_attempt
     stored = sweep_curves(client, uri, parent) if method is None else {}
     with CurveFetch(uri, client, method, note) as fetch:
         wanted = _Wanted(fetch, metric, parsed, stored)
-        sweep = collect(client, uri, parent, all_attempts, wanted)
+        sweep = collect(client, uri, parent, all_attempts, wanted, runs_file=method is None)
         timings["runs"] = time.perf_counter() - t
         if not sweep.runs:
             raise ReportError(f"sweep {sweep.name!r} (run {parent.info.run_id}) has no child "

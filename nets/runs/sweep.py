@@ -556,6 +556,10 @@ class Sweep:
                 records.log_sweep_curves(rec, {j.run_id: j.curves for j in group
                                                if j.status == "FINISHED" and j.run_id
                                                and j.curves})
+                try:
+                    records.log_sweep_runs(rec, uri)
+                except Exception as e:  # noqa: BLE001 - a report then searches the runs
+                    self._say(f"could not leave the runs file on the parent: {one_line(e)}")
             finally:
                 rec.end(status)
 

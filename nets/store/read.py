@@ -69,14 +69,16 @@ def _call(fn, *args, **kwargs):
 # -- runs and experiments ---------------------------------------------------------------
 
 def iter_runs(uri_or_client, experiment_ids: Sequence[str], filter_string: str = "",
-              order_by: Sequence[str] | None = None, page: int = SEARCH_PAGE):
+              order_by: Sequence[str] | None = None, page: int = SEARCH_PAGE,
+              deleted: bool = False):
     """The runs matching ``filter_string``, one page of ``page`` runs at a time (a
     caller that keeps only what it needs of each run holds one page of MLflow's
-    entities at once, not all of them)."""
+    entities at once, not all of them); the deleted ones instead with ``deleted``."""
     client, token = _client(uri_or_client), None
+    view = store_client.ViewType.DELETED_ONLY if deleted else store_client.ViewType.ACTIVE_ONLY
     while True:
         batch = _call(client.search_runs, list(experiment_ids), filter_string,
-                      max_results=min(page, SEARCH_PAGE),
+                      run_view_type=view, max_results=min(page, SEARCH_PAGE),
                       order_by=list(order_by) if order_by else None, page_token=token)
         yield from batch
         token = batch.token
@@ -98,7 +100,8 @@ def pages(runs: Iterable, size: int = STREAM_PAGE):
 
 
 def search_runs(uri_or_client, experiment_ids: Sequence[str], filter_string: str = "",
-                order_by: Sequence[str] | None = None, limit: int | None = None) -> list:
+                order_by: Sequence[str] | None = None, limit: int | None = None,
+                deleted: bool = False) -> list:
     """Every run matching ``filter_string`` (MLflow's search syntax), all pages.
 
     Pages are ``SEARCH_PAGE`` runs (MLflow's maximum), so a store of 10,000 runs is one
@@ -106,7 +109,7 @@ def search_runs(uri_or_client, experiment_ids: Sequence[str], filter_string: str
     """
     out = []
     for run in iter_runs(uri_or_client, experiment_ids, filter_string, order_by,
-                         page=min(limit or SEARCH_PAGE, SEARCH_PAGE)):
+                         page=min(limit or SEARCH_PAGE, SEARCH_PAGE), deleted=deleted):
         out.append(run)
         if limit and len(out) >= limit:
             break

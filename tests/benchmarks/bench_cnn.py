@@ -3,14 +3,15 @@
 Network (MNIST-sized input 1x28x28, 10 classes, padding-1 3x3 convolutions, ReLU):
 conv(8)-pool2-conv(16)-pool2-conv(32)-flatten-dense(10), softmax cross-entropy, plain
 SGD, batch 64, 10,000 random float32 samples. Each contender warms up on ten batches,
-then the best of ``--repeats`` epochs is reported. Target: nets <= 1.5x PyTorch.
+then the best of ``--repeats`` epochs is reported; the contenders take turns epoch by
+epoch, so each sees the same machine. Target: nets <= 1.5x PyTorch.
 
 Rows: ``nets`` trains through ``model.forward/backward`` as nets does (back-propagation
 stops at the first convolution, whose input gradient nothing needs: PyTorch skips it
 too); ``naive im2col`` is the textbook numpy version written below; ``pytorch`` the same
 network in PyTorch.
 
-Run: ``python tests/benchmarks/bench_cnn.py [--repeats 3] [--samples 10000]``.
+Run: ``python tests/benchmarks/bench_cnn.py [--repeats 5] [--samples 10000]``.
 PyTorch is optional (``pip install torch``; never a dependency of nets).
 """
 
@@ -220,21 +221,25 @@ def torch_epoch(setup, X, y, batch):
 
 
 # --------------------------------------------------------------------------- timing
-def best_of(epoch, X, y, repeats, warmup_batches=10, batch=64):
-    """Best time of ``epoch(X, y)`` over ``repeats`` runs, after a short warm-up (BLAS
-    threads, allocator, first-call overheads)."""
-    epoch(X[:warmup_batches * batch], y[:warmup_batches * batch])
-    times = []
+def best_of(epochs: dict, repeats: int, warmup_batches=10, batch=64) -> dict:
+    """Best time of each ``epoch(X, y)`` over ``repeats`` rounds, after a short warm-up
+    (BLAS threads, allocator, first-call overheads). ``epochs``: name -> ``(epoch, X,
+    y)``. The contenders take turns within each round, so a burst of other work on a
+    shared machine slows one round of all of them, not every epoch of one."""
+    for epoch, X, y in epochs.values():
+        epoch(X[:warmup_batches * batch], y[:warmup_batches * batch])
+    times: dict[str, list[float]] = {name: [] for name in epochs}
     for _ in range(repeats):
-        t = time.perf_counter()
-        epoch(X, y)
-        times.append(time.perf_counter() - t)
-    return min(times)
+        for name, (epoch, X, y) in epochs.items():
+            t = time.perf_counter()
+            epoch(X, y)
+            times[name].append(time.perf_counter() - t)
+    return {name: min(ts) for name, ts in times.items()}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--samples", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--skip-naive", action="store_true")
@@ -246,27 +251,23 @@ def main(argv=None) -> int:
     print(f"CNN epoch: {args.samples} samples 1x28x28 float32, batch {args.batch}, "
           f"best of {args.repeats} (numpy {np.__version__})")
 
-    results = {}
     model, layers, how = nets_model(np.random.default_rng(1))
     print(f"  nets built with {how}")
     b = args.batch
-    results["nets"] = best_of(lambda X, y: nets_epoch(model, layers, X, y, b), X, y,
-                              args.repeats, batch=b)
-
+    epochs = {"nets": (lambda X, y: nets_epoch(model, layers, X, y, b), X, y)}
     if not args.skip_naive:
         net = NaiveCNN(np.random.default_rng(1))
-        results["naive im2col"] = best_of(lambda X, y: naive_epoch(net, X, y, b), X, y,
-                                          args.repeats, batch=b)
-
+        epochs["naive im2col"] = (lambda X, y: naive_epoch(net, X, y, b), X, y)
     setup = torch_setup(1)
     if setup is not None:
         torch = setup[0]
         Xt = torch.from_numpy(X.reshape(-1, 1, 28, 28))
         yt = torch.from_numpy(y)
-        results[f"pytorch {torch.__version__} ({torch.get_num_threads()} threads)"] = \
-            best_of(lambda X, y: torch_epoch(setup, X, y, b), Xt, yt, args.repeats, batch=b)
+        epochs[f"pytorch {torch.__version__} ({torch.get_num_threads()} threads)"] = \
+            (lambda X, y: torch_epoch(setup, X, y, b), Xt, yt)
     else:
         print("  (PyTorch not importable: skipped)")
+    results = best_of(epochs, args.repeats, batch=b)
 
     t_naive = results.get("naive im2col")
     t_torch = next((v for k, v in results.items() if k.startswith("pytorch")), None)

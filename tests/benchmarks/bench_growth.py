@@ -27,11 +27,13 @@ server has set up its workers long before), it also takes the CPU seconds the se
 backends) spent on the report and on the resume check: on one machine the command and
 the server share the cores, and most of a read over a server is the server's work.
 
-After each fill the parent gets the curves file a nets sweep's launcher leaves when the
-sweep ends (``curves.npz``: every FINISHED job's report curves, which each job returns
-to the launcher; here rebuilt from each run's job number with the same function); the
-report reads it instead of every run's histories. ``--no-file`` measures without it
-(a sweep that was not nets' or did not end).
+After each fill the parent gets the two files a nets sweep's launcher leaves when the
+sweep ends, with the launcher's functions: ``curves.npz`` (every FINISHED job's report
+curves, which each job returns to the launcher; here rebuilt from each run's job number)
+and ``runs.json.gz`` (the children as read back then, ``nets.store.summary``); the
+report reads them instead of every run's histories and a search of every run, and
+asks the store only what started, ended or was deleted since (a minute's margin).
+``--no-file`` measures without them (a sweep that was not nets' or did not end).
 
 It prints seconds per command per size, the growth factor per 10× (≈10 = linear), and
 the goals: report <= 10 s at 1,000 runs over a server and <= 30 s at 10,000; resume
@@ -213,13 +215,14 @@ def synthetic_curves(i: int) -> dict:
             "lr": np.full(EPOCHS, lr)}
 
 
-def sweep_file(client, exp: str, parent: str) -> None:
-    """The parent's curves file, as the launcher leaves it when a sweep of these runs
-    ends (``nets.runs.records.log_sweep_curves``, from what each job returned: here
-    rebuilt from each run's job number)."""
+def sweep_file(client, uri: str, exp: str, parent: str) -> None:
+    """The parent's files, as the launcher leaves them when a sweep of these runs ends:
+    the curves file (``nets.runs.records.log_sweep_curves``, from what each job
+    returned: here rebuilt from each run's job number) and the runs file
+    (``log_sweep_runs``: the children read back through ``uri``)."""
     import numpy as np
 
-    from nets.runs.records import log_sweep_curves
+    from nets.runs.records import log_sweep_curves, log_sweep_runs
     from nets.store import read
 
     steps = np.arange(EPOCHS)
@@ -227,12 +230,20 @@ def sweep_file(client, exp: str, parent: str) -> None:
                               synthetic_curves(int(r.data.tags["nets.job"])).items()}
               for r in read.children(client, [exp], parent)}
 
-    class Parent:       # what log_sweep_curves needs of the launcher's parent recorder
+    class Parent:       # what the launcher's parent recorder does for these two
+        run_id = parent
+
         @staticmethod
         def log_file(path):
             client.log_artifact(parent, str(path))
 
+        @staticmethod
+        def set_tags(tags):
+            for k, v in tags.items():
+                client.set_tag(parent, k, v)
+
     log_sweep_curves(Parent, curves)
+    log_sweep_runs(Parent, uri)
 
 
 def real_run(uri: str, exp: str) -> str:
@@ -412,7 +423,7 @@ def run_store(kind: str, sizes: list[int], work: Path, threads: int, procs: int,
                     if n > have else 0.0)
             have = max(have, n)
             if not no_file:
-                sweep_file(MlflowClient(uri), exp, parent)
+                sweep_file(MlflowClient(uri), uri, exp, parent)
             print(f"  {kind}: {n} runs written in {took:.0f} s; measuring", flush=True)
             if kind == "sqlite":
                 services.wait_healthy(server)
@@ -492,8 +503,9 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=4,
                    help="mlflow server worker processes (MLflow's default: 4)")
     p.add_argument("--no-file", action="store_true",
-                   help="no curves file on the parent (a sweep nets' launcher did not end: "
-                        "the report fetches every run's histories)")
+                   help="no curves or runs file on the parent (a sweep nets' launcher did "
+                        "not end: the report searches every run and fetches its histories; "
+                        "in a new --workdir)")
     a = p.parse_args()
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"   # a line per run written
     sizes = sorted(int(s) for s in a.sizes.split(","))
