@@ -147,3 +147,15 @@ def test_pack_keeps_keys_a_run_lacks_apart_from_empty_values(sweep):
     assert back[0].data.tags["empty"] == "" and "empty" not in back[1].data.tags
     only = [r for r in back if "nets.only_here" in r.data.tags]
     assert len(only) == 1 and only[0].info.run_id == sweep["kids"][2]
+
+
+def test_the_command_says_where_the_runs_came_from_and_fresh_asks_the_store(sweep, tmp_path,
+                                                                            capsys):
+    from nets.app import report as app_report
+
+    args = [sweep["parent"], "--uri", sweep["uri"], "--out", tmp_path / "o", "--no-log"]
+    assert app_report.main([str(a) for a in args]) == 0
+    out = capsys.readouterr().out
+    assert f"from {summary.RUNS_FILE} (5 runs, 0 read again)" in out
+    assert app_report.main([str(a) for a in args + ["--fresh"]]) == 0
+    assert "from search, curves" in capsys.readouterr().out

@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="do not log the files as artifacts of the parent run")
     p.add_argument("--all-attempts", action="store_true",
                    help="also list earlier attempts of a config (retries, resumed sweeps)")
+    p.add_argument("--fresh", action="store_true",
+                   help="read every run and curve from the store, not from the files the "
+                   "launcher left on the parent (which miss a tag edited by hand later)")
     args = p.parse_args(argv)
     if args.top < 0:
         p.error("--top must be >= 0")
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         report = report_sweep.make_report(
             uri, sweep_ident(uri, args.sweep), metric=args.metric and nets_key(args.metric),
             ascending=args.ascending, filters=args.filter, experiment=args.experiment,
-            all_attempts=args.all_attempts, note=note)
+            all_attempts=args.all_attempts, note=note, fresh=args.fresh)
     except (ReportError, StoreError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

@@ -210,15 +210,17 @@ def collect(client, uri: str, parent, all_attempts: bool = False, on_rows=None,
 def make_report(uri: str, ident: str | None = None, *, metric: str | None = None,
                 ascending: bool | None = None, filters: Sequence[str] = (),
                 experiment: str | None = None, all_attempts: bool = False,
-                method: str | None = None, note=None) -> Report:
+                method: str | None = None, note=None, fresh: bool = False) -> Report:
     """Find the sweep, fetch its runs and curves, rank them (no files written).
 
     ``method`` forces one way of fetching the curves (``nets.store.curves.fetch_curves``);
-    ``note`` receives a one-line remark when a faster way could not be used.
+    ``note`` receives a one-line remark when a faster way could not be used. The files
+    the launcher left on the parent are read instead of the store unless ``fresh`` or
+    ``method`` is given.
     """
     try:
         return _make_report(uri, ident, metric, ascending, filters, experiment, all_attempts,
-                            method, note)
+                            method, note, fresh)
     except read.StoreError as e:
         raise ReportError(f"{safe_uri(uri)}: {e}") from None
 
@@ -276,19 +278,20 @@ def _spellings(keys) -> list[str]:
 
 
 def _make_report(uri, ident, metric, ascending, filters, experiment, all_attempts, method,
-                 note) -> Report:
+                 note, fresh) -> Report:
     timings = {}
     t = time.perf_counter()
     client = read.open_client(uri)
     parent = find_sweep(client, uri, ident, experiment)
     parsed = [parse_filter(f) for f in filters]
     explicit = metric is not None
-    # The curves the launcher kept on the parent (one read), unless a way of fetching
-    # is forced (a check of that way).
-    stored = sweep_curves(client, uri, parent) if method is None else {}
+    # The curves and runs the launcher kept on the parent (one read each), unless a way
+    # of fetching is forced (a check of that way) or the store itself is asked for.
+    files = method is None and not fresh
+    stored = sweep_curves(client, uri, parent) if files else {}
     with CurveFetch(uri, client, method, note) as fetch:
         wanted = _Wanted(fetch, metric, parsed, stored)
-        sweep = collect(client, uri, parent, all_attempts, wanted, runs_file=method is None)
+        sweep = collect(client, uri, parent, all_attempts, wanted, runs_file=files)
         timings["runs"] = time.perf_counter() - t
         if not sweep.runs:
             raise ReportError(f"sweep {sweep.name!r} (run {parent.info.run_id}) has no child "

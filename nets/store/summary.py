@@ -18,9 +18,8 @@ margin covers the clocks of other machines that end runs). A report then asks on
 Nothing nets does changes an ended child without a new end time (``nets-reproduce``
 records its verdict on the new run; ``nets-cleanup`` ends runs). Not seen: a tag edited
 by hand on an ended run in MLflow's UI, and a run deleted before the file was read and
-restored after it; ``nets-report --method ...`` (any way of fetching) searches the
-children whole, as a parent without a file (a sweep that was not nets', or did not
-end) always is.
+restored after it; ``nets-report --fresh`` searches the children whole, as a parent
+without a file (a sweep that was not nets', or did not end) always is.
 """
 
 from __future__ import annotations
