@@ -82,6 +82,11 @@ def test_workers_times_blas_threads_fit_the_cores():
         assert w == 1 or w * t <= max(n, w)
     assert sweeps.workers_for(sweeps.Settings(n_jobs=8), 3)[0] == 3  # never more than jobs
     assert sweeps.workers_for(sweeps.Settings(n_jobs=2, blas_threads=3), 4) == (2, 3)
+    # jobs recording through recorder processes leave them a core while cores are free
+    for n_jobs in (1, 2, 8):
+        w, t = sweeps.workers_for(sweeps.Settings(n_jobs=n_jobs), 16, recorders=True)
+        assert t == (max(1, (n - 1) // w) if w < n else max(1, n // w))
+        assert w * t + 1 <= n or t == 1
 
 
 def test_resume_hint_and_ages(monkeypatch):

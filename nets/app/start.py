@@ -26,6 +26,12 @@ def take_writer():
     return _WRITER.pop() if _WRITER else None
 
 
+def _records_a_sweep(argv: list[str]) -> bool:
+    """A tracked multirun that runs (no help, no dry run)."""
+    return (bool({"-m", "--multirun"} & set(argv)) and not set(_NO_RUN[2:]) & set(argv)
+            and not any(a.lower() == "hydra.launcher.dry_run=true" for a in argv))
+
+
 def train() -> None:
     """Console entry of ``nets-train``."""
     from nets.app import logs
@@ -33,7 +39,13 @@ def train() -> None:
     logs.quiet()  # before the child starts: it inherits the libraries' log levels
     argv = sys.argv[1:]
     cold = False
-    if not any(a in _NO_RUN or a.startswith("--shell-completion=") for a in argv):
+    if _records_a_sweep(argv):
+        # A sweep's jobs record through the warm recorder: started now, its imports
+        # overlap Hydra's composition of the sweep and the workers' start.
+        from nets.runs import warm
+
+        warm.start()
+    elif not any(a in _NO_RUN or a.startswith("--shell-completion=") for a in argv):
         from nets.runs.writer import RecorderProcess
 
         try:

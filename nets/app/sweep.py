@@ -82,6 +82,13 @@ def sweep_cli(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         print(f"nets-sweep: config error: {e}", file=sys.stderr)
         sys.exit(2)
+    if not args.dry_run and (plain.get("tracking") or {}).get("enabled", True):
+        # The jobs record through the warm recorder (``nets.runs.warm``): started now, its
+        # imports (~3 s) overlap Hydra's composition of every point and the workers'
+        # start, instead of holding up the first job.
+        from nets.runs import warm
+
+        warm.start()
     extra = (["hydra.launcher.dry_run=true"] if args.dry_run else []) \
         + (["hydra.launcher.resume=true"] if args.resume else []) \
         + ([f"hydra.launcher.n_jobs={args.jobs}"] if args.jobs is not None else [])

@@ -356,10 +356,10 @@ class DaskSweep(sweeps.Sweep):
                       "nets.dask_workers": self.workers})
         return rec
 
-    def _start_recorder(self) -> None:
-        """None: a dask worker may be on another machine, and its cooperative stop
-        check sits on MLflow's client in the worker (``_install_stop_check``)."""
-        return None
+    def _recorded_by_recorders(self) -> bool:
+        """No: a dask worker may be on another machine, and its cooperative stop check
+        sits on MLflow's client in the worker (``_install_stop_check``)."""
+        return False
 
     def _task(self, job: sweeps.Job) -> Task:
         task = super()._task(job)

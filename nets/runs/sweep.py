@@ -94,7 +94,8 @@ class Sweep:
         self.console = console.Console(out)
         self.out = self.console.out
         self.sweep_id = time.strftime("%Y%m%d-%H%M%S-") + os.urandom(3).hex()
-        self.workers, self.threads = workers_for(settings, max(1, len(jobs)))
+        self.workers, self.threads = workers_for(settings, max(1, len(jobs)),
+                                                 recorders=self._recorded_by_recorders())
         self.stores: dict[tuple, Store] = {}
         self.stop_requested = self.interrupted = self.forced = False
         self.cleaning = False
@@ -199,13 +200,20 @@ class Sweep:
             raise KeyboardInterrupt
         self.stop_requested = self.interrupted = True
 
+    def _recorded_by_recorders(self) -> bool:
+        """Whether some job records through a recorder process (nets' own jobs, unless
+        the warm recorder is turned off)."""
+        from nets.runs import warm
+
+        return warm.idle_seconds() > 0 and any(j.uri and not j.needs_fluent for j in self.jobs)
+
     def _start_recorder(self) -> str | None:
         """The warm recorder's socket for jobs that record through a recorder process
         (``nets.runs.warm``; started now, beside the launcher's own store preparation,
         when none runs yet); ``None`` when no job does or it is turned off. Workers
         then never import mlflow: they start in a fraction of the time, and a job's
         record is written beside its training."""
-        if not any(j.uri and not j.needs_fluent for j in self.jobs):
+        if not self._recorded_by_recorders():
             return None
         from nets.runs import warm
 
