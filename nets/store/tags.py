@@ -68,6 +68,8 @@ TAGS: dict[str, str] = {
     "nets.n_jobs": "parallel workers",
     "nets.blas_threads_limit": "BLAS threads per worker",
     "nets.interrupted": "the sweep was stopped by Ctrl-C",
+    "nets.runs_file_since": "ms: the parent's runs.json.gz holds its children as they were "
+                            "then (nets-report reads it, and asks what changed since)",
     "nets.resumes": "the parent run this --resume continues",
     "nets.resumes_sweep_id": "that parent's nets.sweep_id",
     "nets.dask_scheduler": "the dask scheduler's address",
