@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nets.runs import console, records
+from nets.runs import console, records, warm
 from nets.runs.jobs import Job, Store, jobs_yaml, sweep_run_name  # noqa: F401 - sweeps.Job
 from nets.runs.console import resume_command  # noqa: F401 - the public hint
 from nets.runs.settings import BLAS_ENV, Settings, cores, workers_for  # noqa: F401
@@ -201,10 +201,7 @@ class Sweep:
         self.stop_requested = self.interrupted = True
 
     def _recorded_by_recorders(self) -> bool:
-        """Whether some job records through a recorder process (nets' own jobs, unless
-        the warm recorder is turned off)."""
-        from nets.runs import warm
-
+        """Whether a job records through a recorder process (nets' own, warm one on)."""
         return warm.idle_seconds() > 0 and any(j.uri and not j.needs_fluent for j in self.jobs)
 
     def _start_recorder(self) -> str | None:
@@ -215,8 +212,6 @@ class Sweep:
         record is written beside its training."""
         if not self._recorded_by_recorders():
             return None
-        from nets.runs import warm
-
         path = warm.start()
         return str(path) if path is not None else None
 
