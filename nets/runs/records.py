@@ -150,37 +150,35 @@ def open_job_run(spec: RunSpec):
     return rec
 
 
+def _log_bytes(parent, name: str, data: bytes) -> None:
+    """``data`` as artifact ``name`` of the parent run (its recorder logs files)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d, name)
+        path.write_bytes(data)
+        parent.log_file(path)
+
+
 def log_sweep_curves(parent, curves: dict) -> None:
     """The FINISHED jobs' report curves, ``{run id: {key: (steps, values)}}``, as one
     file on the parent run (``nets.store.curves.SWEEP_FILE``: a report reads it instead
     of every run's histories; a run it lacks is fetched as before)."""
-    if not curves:
-        return
-    import tempfile
-    from pathlib import Path
-
     from nets.store.curves import SWEEP_FILE, pack
 
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d, SWEEP_FILE)
-        path.write_bytes(pack(curves))
-        parent.log_file(path)
+    if curves:
+        _log_bytes(parent, SWEEP_FILE, pack(curves))
 
 
 def log_sweep_runs(parent, uri: str) -> None:
     """The parent's children as they are now, as one file on it with the time they were
     read (``nets.store.summary``: a report reads it instead of searching them all, which
     over a server is most of a large report's time)."""
-    import tempfile
-    from pathlib import Path
-
     from nets.store import read, summary
 
     data, since = summary.file_bytes(uri, read.experiment_ids(uri), parent.run_id)
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d, summary.RUNS_FILE)
-        path.write_bytes(data)
-        parent.log_file(path)
+    _log_bytes(parent, summary.RUNS_FILE, data)
     parent.set_tags({summary.SINCE_TAG: str(since)})   # after the file: a reader trusts it
 
 

@@ -353,10 +353,12 @@ def pack(curves: Mapping[str, Mapping[str, tuple]]) -> bytes:
     return buf.getvalue()
 
 
-def unpack(path: str | Path) -> dict[str, dict[str, Curve]]:
+def unpack(data: bytes) -> dict[str, dict[str, Curve]]:
     """A ``SWEEP_FILE`` read back: ``{run id: {logged key: (steps, values)}}``, as
     ``CurveFetch.result`` gives them (sorted by step, one point a step)."""
-    with np.load(path, allow_pickle=False) as z:
+    import io
+
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
         points = _Points([str(r) for r in z["runs"]], [str(k) for k in z["keys"]])
         points.add_indexed(z["run"], z["key"], z["step"], np.zeros(len(z["step"]), np.int64),
                            z["value"])
@@ -366,18 +368,15 @@ def unpack(path: str | Path) -> dict[str, dict[str, Curve]]:
 def sweep_curves(client, uri: str, parent) -> dict[str, dict[str, Curve]]:
     """The curves the launcher kept on the sweep's ``parent`` run (``{}`` when it has
     no such file: an older or an interrupted sweep, or one that is not nets')."""
-    import tempfile
+    from nets.store.read import artifact_bytes
 
-    from nets.store.read import artifact_file
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = artifact_file(client, uri, parent, SWEEP_FILE, tmp)
-        if path is None:
-            return {}
-        try:
-            return unpack(path)
-        except (OSError, ValueError, KeyError):   # not one of ours: fetch as usual
-            return {}
+    data = artifact_bytes(client, uri, parent, SWEEP_FILE)
+    if data is None:
+        return {}
+    try:
+        return unpack(data)
+    except (OSError, ValueError, KeyError):   # not one of ours: fetch as usual
+        return {}
 
 
 def fetch_curves(uri: str, run_ids: Sequence[str], keys: Sequence[str],

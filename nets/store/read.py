@@ -286,6 +286,16 @@ def artifact_file(uri_or_client, uri: str, run, name: str, tmp: str | os.PathLik
     return local if local.is_file() else None
 
 
+def artifact_bytes(uri_or_client, uri: str, run, name: str) -> bytes | None:
+    """The bytes of artifact ``name`` of ``run`` (``None`` when it has no such file)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = artifact_file(uri_or_client, uri, run, name, tmp)
+        try:
+            return path.read_bytes() if path is not None else None
+        except OSError:
+            return None
+
+
 def artifact_text(uri_or_client, uri: str, run, name: str, max_bytes: int) -> str | None:
     """Text of artifact ``name`` (``None`` if absent); ``StoreError`` when it is larger
     than ``max_bytes`` or not UTF-8."""

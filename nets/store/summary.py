@@ -115,21 +115,16 @@ def children(client, uri: str, experiment_ids: Sequence[str], parent) -> tuple[l
     """The active children of ``parent`` from its ``RUNS_FILE`` and what changed since
     (module doc), in MLflow's search order, and how many were read again; ``None`` when
     the parent has no usable file (the caller searches them all)."""
-    import tempfile
-
     from nets.store import read
 
     since = usable(parent)
-    if since is None:
+    data = read.artifact_bytes(client, uri, parent, RUNS_FILE) if since is not None else None
+    if data is None:
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = read.artifact_file(client, uri, parent, RUNS_FILE, tmp)
-        if path is None:
-            return None
-        try:
-            written, runs = unpack(path.read_bytes())
-        except (OSError, ValueError):
-            return None
+    try:
+        written, runs = unpack(data)
+    except ValueError:
+        return None
     if written != since:          # a file of another ending (a crash between file and tag)
         return None
     pid, ids = parent.info.run_id, list(experiment_ids)
