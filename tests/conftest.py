@@ -47,6 +47,20 @@ def _private_warm_recorders():
         shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache():
+    """The blank store new stores are copied from (``nets.store.blank``) is the
+    session's own: no test reads or leaves one in the user's cache."""
+    from nets.store import blank
+
+    d = tempfile.mkdtemp(prefix="nets-cache-")
+    os.environ[blank.CACHE_ENV] = d
+    try:
+        yield Path(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def _no_ambient_store(monkeypatch):
     """In-process code under test never writes to a store named by the environment."""

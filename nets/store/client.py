@@ -29,6 +29,7 @@ from mlflow.entities import ViewType  # noqa: E402, F401 - read.py's view of run
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from nets.store import blank  # noqa: E402
 from nets.store.uri import artifact_root, file_path, sqlite_path  # noqa: E402
 
 DEFAULT_EXPERIMENT = "nets"
@@ -84,10 +85,14 @@ def prepare_store(uri: str, experiment: str = DEFAULT_EXPERIMENT) -> str:
     db = sqlite_path(uri)
     lock = contextlib.nullcontext() if db is None else _file_lock(db.with_suffix(".lock"))
     with lock:
-        client = MlflowClient(uri)
-        # The first client call on a new store builds the schema; under the lock only
+        # A new SQLite store starts as a copy of the blank one (seconds of migrations
+        # saved); else the first client call builds the schema, and under the lock only
         # one process ever does it.
+        built = db is not None and not db.exists() and not blank.seed(db)
+        client = MlflowClient(uri)
         exp = retry(client.get_experiment_by_name, experiment)
+        if built:
+            blank.keep(db)
         if db is not None:
             with sqlite3.connect(db) as con:
                 con.execute("PRAGMA journal_mode=WAL")
