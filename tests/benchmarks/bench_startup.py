@@ -8,7 +8,8 @@ of ``--repeats``:
   later runs meet it: its recorder forked by the warm recorder the first run left
   behind (``nets.runs.warm``); the same with ``NETS_WARM_RECORDER=0`` (a new recorder
   process that imports mlflow, as every run before the first leaves a server); and the
-  first run in a new directory, which creates the store;
+  first run in a new directory, which creates the store (a copy of the blank store the
+  machine's first store left in the cache, ``nets.store.blank``);
 - **a user's own Hydra + MLflow script** (written below, the usual way: ``@hydra.main``,
   ``load_digits``, ``mlflow.start_run``, params, one ``log_metric`` call per metric per
   epoch, the config as an artifact) into its own existing SQLite store;
