@@ -100,8 +100,10 @@ def servers():
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     launch = tmp_path_factory.mktemp("store")
+    # An empty cache of its own: MLflow builds this store (its migrations log at INFO).
     p, _ = run("nets-train", ["train.epochs=1", "dataset.subsample=200",
-                              "tracking.progress=off", "tracking.log_plots=false"], launch)
+                              "tracking.progress=off", "tracking.log_plots=false"], launch,
+               env=clean_env(NETS_CACHE_DIR=str(launch / "cache")))
     assert p.returncode == 0, p.stderr
     db = launch / "mlruns" / "mlflow.db"
     with sqlite3.connect(db) as con:
@@ -119,11 +121,12 @@ def test_first_run_prints_only_nets_lines(store):
 
 
 def test_log_level_setting_shows_library_lines(tmp_path):
-    """``NETS_LOG_LEVEL=INFO`` lets MLflow's lines through again."""
+    """``NETS_LOG_LEVEL=INFO`` lets MLflow's lines through again (an empty cache: MLflow
+    builds this store, no blank is copied)."""
     p, _ = run("nets-train", ["train.epochs=0", "dataset.subsample=100",
                               "tracking.progress=off", "tracking.log_plots=false",
                               "tracking.log_weights=false"], tmp_path,
-               env=clean_env(NETS_LOG_LEVEL="INFO"))
+               env=clean_env(NETS_LOG_LEVEL="INFO", NETS_CACHE_DIR=str(tmp_path / "cache")))
     assert p.returncode == 0, p.stderr
     assert "Creating initial MLflow database tables" in p.stderr
 
