@@ -59,6 +59,17 @@ def own_job_whose_run_is_deleted(cfg: dict, guard):
 own_job_whose_run_is_deleted.nets_recorder = True
 
 
+def own_job_counting_recorders(cfg: dict, guard):
+    """nets' own job, reporting how many recorders its worker had when it ran."""
+    from nets.runs import recorders
+
+    status = sweep_task(cfg, guard)
+    return status.status, sum(len(pool) for pool in recorders._RECORDERS.values())
+
+
+own_job_counting_recorders.nets_recorder = True
+
+
 def fluent_job(cfg: dict, guard):
     """A task that logs through MLflow's fluent API itself."""
     def task(c):
@@ -129,6 +140,18 @@ def test_own_jobs_are_recorded_whole_by_one_kept_recorder_and_no_mlflow_in_the_w
         assert {"config.yaml", "overrides.yaml", "diagnosis.md", "console.log",
                 "weights.npz"} <= names
     assert len({j.value[2] for j in jobs}) == 1   # one worker ...
+
+
+def test_a_worker_s_first_job_finds_its_recorders_forked_as_the_worker_started(tmp_path):
+    """Both kept recorders are forked (and open the store) while the worker starts, so
+    the first job does not pay for them; without that it would find one."""
+    from nets.runs import recorders
+
+    s, jobs, uri = sweep(tmp_path, own_job_counting_recorders, 2)
+    assert [j.status for j in jobs] == ["FINISHED"] * 2, s.out.getvalue()
+    assert [j.value[1] for j in jobs] == [recorders.KEEP] * 2
+    c = MlflowClient(uri)
+    assert all(c.get_run(j.run_id).info.status == "FINISHED" for j in jobs)
 
 
 def test_a_dead_worker_s_run_is_ended_failed_with_what_it_sent(tmp_path):

@@ -138,10 +138,13 @@ def _watch_parent(launcher_pid: int) -> None:
 
 
 def init_worker(blas_threads: int, launcher_pid: int | None = None,
-                warm_uri: str | None = None, modules: tuple = ()) -> None:
+                warm_uri: str | None = None, modules: tuple = (),
+                recorder: tuple[str, str] | None = None) -> None:
     """Loky initializer: signals, parent watch, BLAS limit, the jobs' code imported
     (``modules``: so the first job is no slower than the next), and an opened store
-    when the jobs' runs are opened here (``warm_uri``)."""
+    when the jobs' runs are opened here (``warm_uri``), or recorders that have opened
+    it when they are written by recorders (``recorder``: the warm server's socket and
+    the store's URI)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, _on_stop)
     signal.signal(signal.SIGUSR2, _on_timeout)
@@ -152,6 +155,13 @@ def init_worker(blas_threads: int, launcher_pid: int | None = None,
     for name in modules:
         try:
             importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - only a warm-up; the job reports real problems
+            pass
+    if recorder:
+        for k in MLFLOW_ENV:     # as every job sees it (``execute``): a fork keeps it
+            os.environ.pop(k, None)
+        try:
+            recorders.prepare(*recorder)
         except Exception:  # noqa: BLE001 - only a warm-up; the job reports real problems
             pass
     if warm_uri:
@@ -419,8 +429,10 @@ class Slot:
         self.executor = self.pid_future = self.ready_at = None
 
 
-def make_executor(threads: int, env: dict, warm_uri: str | None, modules: tuple = ()):
+def make_executor(threads: int, env: dict, warm_uri: str | None, modules: tuple = (),
+                  recorder: tuple[str, str] | None = None):
     from joblib.externals.loky.process_executor import ProcessPoolExecutor
 
     return ProcessPoolExecutor(max_workers=1, initializer=init_worker,
-                               initargs=(threads, os.getpid(), warm_uri, modules), env=env)
+                               initargs=(threads, os.getpid(), warm_uri, modules, recorder),
+                               env=env)
