@@ -292,10 +292,9 @@ class Sweep:
                     self.threads, list(job.overrides))
 
     def _make_executor(self):
-        # Warm the store in workers only for jobs whose run is opened there.
+        # Warm the store in workers for jobs whose run is opened there, else in recorders.
         uri = next((j.uri for j in self.jobs if j.uri and (j.needs_fluent or not self.recorder)),
                    None)
-        # ... and the recorders' store for jobs whose run a recorder process writes.
         recorded = next((j.uri for j in self.jobs if j.uri and not j.needs_fluent), None)
         recorder = (self.recorder, recorded) if self.recorder and recorded else None
         return make_executor(self.threads, {k: str(self.threads) for k in BLAS_ENV}, uri,
@@ -306,8 +305,7 @@ class Sweep:
         modules of the worker-side callables, and nets' own job's engine."""
         names = {getattr(j.fn, "__module__", None) for j in self.jobs}
         if any(not j.needs_fluent for j in self.jobs):
-            # numpy 2 imports numpy.random (the engine's generators) and numpy.ma
-            # (np.median, in the diagnosis) on first use: 30 ms of a first job.
+            # numpy 2 imports these on first use (generators; np.median): 30 ms of a job.
             names.update(("nets.runs.job", "numpy.random", "numpy.ma"))
         return tuple(sorted(n for n in names if n and n != "__main__"))
 
