@@ -1,10 +1,12 @@
 """One run's record: params once, batched metrics, tags, artifacts, the final status.
 
-- Metrics go out synchronously in ``log_batch`` calls: points are buffered and flushed
+- Metrics go out synchronously, a batch per flush: points are buffered and flushed
   once at least ``flush_seconds`` have passed (so an epoch longer than that is written
   as soon as it ends, and a run of 5 ms epochs costs one transaction a second instead
   of one per epoch), and always before the run ends. Never MLflow's asynchronous
   logging: it lost points under lock contention while the run still ended FINISHED.
+  On a local SQLite store the points go straight into MLflow's tables
+  (``nets.store.sqlmetrics``: 30x less CPU than ``log_batch``); elsewhere ``log_batch``.
 - Keys and values are sanitised here, once: int steps, finite floats. A NaN/inf metric
   is not written as 1.8e308: it is dropped and the run is tagged as diverged.
 """
@@ -17,6 +19,7 @@ from typing import Any, Mapping
 
 from mlflow.entities import Metric, Param, RunTag
 
+from nets.store import sqlmetrics
 from nets.store.client import MlflowClient, retry
 from nets.store.keys import clean_key, finite, flatten  # noqa: F401 - re-exported
 from nets.store.tags import logged_key
@@ -46,6 +49,7 @@ class RunRecorder:
                  tags: Mapping[str, str] = (), parent_run_id: str | None = None,
                  flush_seconds: float = 1.0, run_id: str | None = None):
         self.client = MlflowClient(uri)
+        self.uri = uri
         self.flush_seconds = flush_seconds
         self._buffer: list[Metric] = []
         self._tags: dict[str, str] = {}       # deferred to the next flush (``set_tags``)
@@ -101,7 +105,12 @@ class RunRecorder:
         if self._buffer or self._tags:
             batch, self._buffer = self._buffer, []
             tags, self._tags = [RunTag(k, v) for k, v in self._tags.items()], {}
-            retry(self.client.log_batch, self.run_id, metrics=batch, tags=tags)
+            fast = sqlmetrics.writer_for(self.uri) if batch else None
+            if fast is not None:
+                fast.log_metrics(self.run_id, batch)
+                batch = []
+            if batch or tags:
+                retry(self.client.log_batch, self.run_id, metrics=batch, tags=tags)
         self._last_flush = time.monotonic()
 
     def log_summary(self, metrics: Mapping[str, Any]) -> None:
