@@ -72,10 +72,13 @@ def baseline(cfgs: list[dict], threads: int) -> list[float]:
 
 
 def sweep(cfgs: list[dict], n_jobs: int, store: str | None) -> dict:
-    from nets.runs import sweep as sweeps
+    from nets.runs import sweep as sweeps, workers
     from nets.runs.job import sweep_task
     from nets.store import uri as store_uri
 
+    # Fresh workers, as a nets-sweep command starts them: a worker the last sweep in
+    # this process kept would start in no time, its first job no longer the first.
+    workers.stop_idle()
     uri = store_uri.default_uri(store) if store else None
     jobs = [sweeps.Job(i, [f"seed={i}"], c, sweep_task, c, uri,
                        f"bench-{n_jobs}w" if uri else None) for i, c in enumerate(cfgs)]
