@@ -53,6 +53,7 @@ class RunRecorder:
         self.flush_seconds = flush_seconds
         self._buffer: list[Metric] = []
         self._tags: dict[str, str] = {}       # deferred to the next flush (``set_tags``)
+        self._names: dict[str, str] = {}      # engine key -> the key MLflow stores
         self._last_flush = time.monotonic()
         self.dropped: list[tuple[str, int]] = []
         self.ended = False
@@ -83,14 +84,17 @@ class RunRecorder:
         Keys are the engine's (``train/loss``); they are logged under
         ``nets.store.tags.logged_key`` (``curves/loss_train``), laid out for MLflow's UI.
         """
-        now = int(time.time() * 1000)
+        now, step = int(time.time() * 1000), int(step)
+        names = self._names
         for k, v in metrics.items():
-            k = logged_key(k)
+            name = names.get(k)
+            if name is None:   # a run logs the same few keys every epoch: map each once
+                name = names[k] = clean_key(logged_key(k))
             fv = finite(v)
             if fv is None:
-                self.dropped.append((k, int(step)))
+                self.dropped.append((logged_key(k), step))
                 continue
-            self._buffer.append(Metric(clean_key(k), fv, now, int(step)))
+            self._buffer.append(Metric(name, fv, now, step))
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
