@@ -159,9 +159,10 @@ class RecorderProcess:
     def open_store(self, uri: str) -> None:
         """Have the child open the store at ``uri`` now, before it has a run: MLflow's
         first open in a process reads its schema's migration scripts (~0.14 s). The
-        child is then ready for ``open`` (``reusable``), as after a run it ended."""
+        child is then ready for ``open`` (``reusable``), as after a run it ended, once
+        ``settle`` has heard it is done."""
         self._send("open_store", uri)
-        self.ended = True
+        self.ended = self._unsettled = True
 
     @property
     def run_id(self) -> str | None:
@@ -366,6 +367,7 @@ def serve(inp, out) -> int:
                     store_client.open_client(args[0])
                 except Exception:  # noqa: BLE001
                     pass
+                answer("ok", None)
             elif op == "log_bytes":
                 data, path = args
                 with tempfile.TemporaryDirectory() as d:
