@@ -1,7 +1,7 @@
 """A new SQLite store copied from an empty one MLflow built, instead of built again.
 
 MLflow builds a new SQLite store by running every Alembic migration since its first
-release: 1.3-2.3 s on this kind of machine (``tests/benchmarks/bench_startup.py``),
+release: 1.3-2.5 s on this kind of machine (``tests/benchmarks/bench_startup.py``),
 most of a short run's first time in a new directory. The result is the same file every
 time for a given MLflow: the tables, the Alembic head and one ``workspaces`` row. So the
 first store a machine builds leaves a copy of itself, emptied of experiments, in the

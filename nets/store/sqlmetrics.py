@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -67,6 +68,7 @@ class Writer:
 
     def __init__(self, con: sqlite3.Connection):
         self.con = con
+        self._lock = threading.Lock()   # one transaction at a time on the connection
 
     @classmethod
     def open(cls, uri: str) -> "Writer | None":
@@ -106,7 +108,8 @@ class Writer:
                 latest[key] = (step, ts, value)
         for attempt in range(ATTEMPTS):
             try:
-                return self._write(run_id, rows, latest)
+                with self._lock:
+                    return self._write(run_id, rows, latest)
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e) or attempt == ATTEMPTS - 1:
                     raise
@@ -138,7 +141,8 @@ class Writer:
                  if k not in stored or (step, ts, v) > stored[k]])
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            if con.in_transaction:    # SQLite itself may have rolled back (disk full)
+                con.execute("ROLLBACK")
             raise
 
     def close(self) -> None:

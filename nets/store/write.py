@@ -6,7 +6,7 @@
   of one per epoch), and always before the run ends. Never MLflow's asynchronous
   logging: it lost points under lock contention while the run still ended FINISHED.
   On a local SQLite store the points go straight into MLflow's tables
-  (``nets.store.sqlmetrics``: 30x less CPU than ``log_batch``); elsewhere ``log_batch``.
+  (``nets.store.sqlmetrics``: 15-26x less CPU than ``log_batch``); elsewhere ``log_batch``.
 - Keys and values are sanitised here, once: int steps, finite floats. A NaN/inf metric
   is not written as 1.8e308: it is dropped and the run is tagged as diverged.
 """
