@@ -15,8 +15,11 @@ from __future__ import annotations
 import sys
 
 # Arguments after which nets-train records no single run here: nothing to start.
-_NO_RUN = ("-m", "--multirun", "--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c",
-           "--shell-completion", "-sc", "tracking.enabled=false", "tracking.enabled=False")
+_SWEEP = ("-m", "--multirun")
+_NOTHING_RECORDED = ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c",
+                     "--shell-completion", "-sc", "tracking.enabled=false",
+                     "tracking.enabled=False")
+_NO_RUN = _SWEEP + _NOTHING_RECORDED
 
 _WRITER = []
 
@@ -28,7 +31,7 @@ def take_writer():
 
 def _records_a_sweep(argv: list[str]) -> bool:
     """A tracked multirun that runs (no help, no dry run)."""
-    return (bool({"-m", "--multirun"} & set(argv)) and not set(_NO_RUN[2:]) & set(argv)
+    return (bool(set(_SWEEP) & set(argv)) and not set(_NOTHING_RECORDED) & set(argv)
             and not any(a.lower() == "hydra.launcher.dry_run=true" for a in argv))
 
 

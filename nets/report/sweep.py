@@ -58,7 +58,7 @@ def _has_children(client, exp_ids: list[str], run) -> bool:
     if run.data.tags.get("nets.sweep_role") == "parent":
         return True
     ids = list(dict.fromkeys(exp_ids + [run.info.experiment_id]))
-    return bool(read.search_runs(client, ids, f"tags.`mlflow.parentRunId` = '{run.info.run_id}'",
+    return bool(read.search_runs(client, ids, read.child_filter(run.info.run_id),
                                  limit=1))
 
 

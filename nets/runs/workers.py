@@ -137,6 +137,12 @@ def _watch_parent(launcher_pid: int) -> None:
         time.sleep(0.5)
 
 
+def _drop_mlflow_env() -> None:
+    """A job gets its store from the launcher, never from the worker's environment."""
+    for k in MLFLOW_ENV:
+        os.environ.pop(k, None)
+
+
 def init_worker(blas_threads: int, launcher_pid: int | None = None,
                 warm_uri: str | None = None, modules: tuple = (),
                 recorder: tuple[str, str] | None = None) -> None:
@@ -158,8 +164,7 @@ def init_worker(blas_threads: int, launcher_pid: int | None = None,
         except Exception:  # noqa: BLE001 - only a warm-up; the job reports real problems
             pass
     if recorder:
-        for k in MLFLOW_ENV:     # as every job sees it (``execute``): a fork keeps it
-            os.environ.pop(k, None)
+        _drop_mlflow_env()       # as every job sees it (``execute``): a fork keeps it
         try:
             recorders.prepare(*recorder)
         except Exception:  # noqa: BLE001 - only a warm-up; the job reports real problems
@@ -261,8 +266,7 @@ def _own_job(value: Any):
 def execute(task: Task) -> JobResult:
     """Run one job in a worker and return its result, whatever happens in it."""
     global _IN_JOB, _LOG, _RECORDER
-    for k in MLFLOW_ENV:
-        os.environ.pop(k, None)
+    _drop_mlflow_env()
     log = _Log(task.log_path)
     log.write(f"== job {task.number} attempt {task.attempt} pid {os.getpid()} "
               f"host {socket.gethostname()} {time.strftime('%Y-%m-%d %H:%M:%S')}\n"

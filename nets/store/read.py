@@ -68,6 +68,11 @@ def _call(fn, *args, **kwargs):
 
 # -- runs and experiments ---------------------------------------------------------------
 
+def child_filter(parent_run_id: str) -> str:
+    """MLflow's search filter for the children of ``parent_run_id``."""
+    return f"tags.`mlflow.parentRunId` = '{parent_run_id}'"
+
+
 def iter_runs(uri_or_client, experiment_ids: Sequence[str], filter_string: str = "",
               order_by: Sequence[str] | None = None, page: int = SEARCH_PAGE,
               deleted: bool = False):
@@ -121,7 +126,7 @@ def children(uri_or_client, experiment_ids: Sequence[str], parent_run_id: str,
     """The runs whose ``mlflow.parentRunId`` tag names ``parent_run_id`` (an iterator,
     ``page`` runs per request)."""
     return iter_runs(uri_or_client, experiment_ids,
-                     f"tags.`mlflow.parentRunId` = '{parent_run_id}'", page=page)
+                     child_filter(parent_run_id), page=page)
 
 
 def _rest_pages(uri: str, experiment_ids: Sequence[str], filter_string: str, page: int,
@@ -142,7 +147,7 @@ def child_pages(uri_or_client, uri: str, experiment_ids: Sequence[str], parent_r
     inputs or outputs) read from the REST API's JSON (``nets.store.search``); on a
     local SQLite file plain runs read with read-only SQL (``nets.store.sqlruns``);
     elsewhere MLflow's ``Run`` entities."""
-    flt, page = f"tags.`mlflow.parentRunId` = '{parent_run_id}'", page or STREAM_PAGE
+    flt, page = child_filter(parent_run_id), page or STREAM_PAGE
     if uri.startswith(("http://", "https://")):
         return _rest_pages(uri, experiment_ids, flt, page)
     db = sqlite_path(uri)

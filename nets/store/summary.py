@@ -33,7 +33,6 @@ from typing import Iterable, Sequence
 RUNS_FILE = "runs.json.gz"          # on a sweep's parent run
 SINCE_TAG = "nets.runs_file_since"  # ms: the file holds every change before this time
 MARGIN_MS = 60_000
-PARENT_TAG = "mlflow.parentRunId"
 _INFO = ("run_id", "run_name", "status", "start_time", "end_time", "experiment_id",
          "lifecycle_stage", "artifact_uri")
 
@@ -47,29 +46,14 @@ def pack(runs: Iterable, since: int) -> bytes:
     ``RUNS_FILE``. Each of params, tags and metrics is a list of keys and, per run, a
     list of values in that order (``null`` where the run lacks the key): a sweep's runs
     share their keys, so each key is written once, not once a run."""
-    keys: dict[str, dict[str, int]] = {"params": {}, "tags": {}, "metrics": {}}
-    rows = []
-    for r in runs:
-        row = [getattr(r.info, f) for f in _INFO]
-        for part, index in keys.items():
-            d = getattr(r.data, part)
-            for k in d:
-                index.setdefault(k, len(index))
-            row.append({index[k]: v for k, v in d.items()})
-        rows.append(row)
-    width = {part: len(index) for part, index in keys.items()}
-    out = []
-    for row in rows:
-        head, parts = row[:len(_INFO)], row[len(_INFO):]
-        cols = []
-        for part, d in zip(keys, parts):
-            vals = [None] * width[part]
-            for i, v in d.items():
-                vals[i] = v
-            cols.append(vals)
-        out.append(head + cols)
+    runs = list(runs)
+    keys = {part: list(dict.fromkeys(k for r in runs for k in getattr(r.data, part)))
+            for part in ("params", "tags", "metrics")}
+    out = [[getattr(r.info, f) for f in _INFO]
+           + [[getattr(r.data, part).get(k) for k in names] for part, names in keys.items()]
+           for r in runs]
     doc = {"version": 1, "since": int(since), "info": list(_INFO),
-           "keys": {part: list(index) for part, index in keys.items()}, "runs": out}
+           "keys": keys, "runs": out}
     # NaN and infinities are valid metric values; json writes them as its extension
     return gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), compresslevel=5)
 
@@ -127,8 +111,7 @@ def children(client, uri: str, experiment_ids: Sequence[str], parent) -> tuple[l
         return None
     if written != since:          # a file of another ending (a crash between file and tag)
         return None
-    pid, ids = parent.info.run_id, list(experiment_ids)
-    mine = f"tags.`{PARENT_TAG}` = '{pid}'"
+    ids, mine = list(experiment_ids), read.child_filter(parent.info.run_id)
     fresh = {}
     for flt in (f"{mine} and attributes.start_time >= {since}",
                 f"{mine} and attributes.end_time >= {since}"):
